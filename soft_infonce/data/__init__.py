@@ -1,0 +1,67 @@
+"""Data for code search: loaders (CodeSearchNet, CoSQA, JSON lines), mining, the collator.
+
+Names are imported on first use (PEP 562), so ``from soft_infonce.data.collator import
+tokenize_texts`` never imports ``datasets``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "RetrievalSet": "loaders",
+    "load_code_text": "loaders",
+    "load_codesearchnet": "loaders",
+    "load_codesearchnet_retrieval": "loaders",
+    "load_cosqa_pairs": "loaders",
+    "load_cosqa_retrieval": "loaders",
+    "load_jsonl": "loaders",
+    "pairs_to_retrieval_set": "loaders",
+    "default_corpus": "mining",
+    "mine_pairs": "mining",
+    "BiEncoderCollator": "collator",
+    "tokenize_texts": "collator",
+}
+
+__all__ = [
+    "BiEncoderCollator",
+    "RetrievalSet",
+    "default_corpus",
+    "load_code_text",
+    "load_codesearchnet",
+    "load_codesearchnet_retrieval",
+    "load_cosqa_pairs",
+    "load_cosqa_retrieval",
+    "load_jsonl",
+    "mine_pairs",
+    "pairs_to_retrieval_set",
+    "tokenize_texts",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .collator import BiEncoderCollator, tokenize_texts
+    from .loaders import (
+        RetrievalSet,
+        load_code_text,
+        load_codesearchnet,
+        load_codesearchnet_retrieval,
+        load_cosqa_pairs,
+        load_cosqa_retrieval,
+        load_jsonl,
+        pairs_to_retrieval_set,
+    )
+    from .mining import default_corpus, mine_pairs

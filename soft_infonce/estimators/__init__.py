@@ -1,0 +1,28 @@
+"""Weight estimators: the relevance ``sim_ij`` from which Soft-InfoNCE weights negatives.
+
+``UniformEstimator`` (InfoNCE), ``BM25Estimator`` (lexical, in-batch), ``EmbeddingEstimator``
+(a frozen sentence encoder such as SimCSE) and ``TrainedModelEstimator`` (a frozen
+InfoNCE-trained bi-encoder). Subclass :class:`WeightEstimator` for your own. Importing
+this package is light: sentence-transformers and transformers load on first use.
+"""
+
+from __future__ import annotations
+
+from soft_infonce.estimators.base import WeightEstimator, check_texts, freeze
+from soft_infonce.estimators.bm25 import BM25Estimator, code_tokenize
+from soft_infonce.estimators.cache import EmbeddingCache
+from soft_infonce.estimators.embedding import EmbeddingEstimator
+from soft_infonce.estimators.trained import TrainedModelEstimator
+from soft_infonce.estimators.uniform import UniformEstimator
+
+__all__ = [
+    "BM25Estimator",
+    "EmbeddingCache",
+    "EmbeddingEstimator",
+    "TrainedModelEstimator",
+    "UniformEstimator",
+    "WeightEstimator",
+    "check_texts",
+    "code_tokenize",
+    "freeze",
+]

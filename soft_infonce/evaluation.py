@@ -1,0 +1,244 @@
+"""Ranking metrics and retrieval evaluation (MRR, recall@k) for code search.
+
+Every query has one true code among the whole code base. Its rank counts ties against the
+model: ``rank = 1 + #codes scoring strictly higher + #other codes scoring exactly the same``,
+so a model that scores everything alike gets the worst rank, never the best. Ranking is chunked
+over queries and codes, so memory stays bounded for million-code bases and nothing is sorted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from soft_infonce.modeling import BiEncoder
+
+
+def _check_cutoff(cutoff: int | None) -> None:
+    if cutoff is not None and (
+        isinstance(cutoff, bool) or not isinstance(cutoff, int) or cutoff < 1
+    ):
+        raise ValueError(f"cutoff must be None or a positive int, got {cutoff!r}")
+
+
+def _check_targets(targets: Tensor | Sequence[int], n_queries: int, n_codes: int) -> Tensor:
+    targets = torch.as_tensor(targets)
+    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+        raise ValueError(f"targets must hold integer code indices, got dtype {targets.dtype}")
+    if targets.shape != (n_queries,):
+        raise ValueError(
+            f"targets must have shape ({n_queries},) (one per query), got {tuple(targets.shape)}"
+        )
+    if n_queries and (int(targets.min()) < 0 or int(targets.max()) >= n_codes):
+        raise ValueError(
+            f"targets must lie in [0, {n_codes}) (the code indices), got values in "
+            f"[{int(targets.min())}, {int(targets.max())}]"
+        )
+    return targets.long()
+
+
+def target_ranks(
+    query_embeddings: Tensor,
+    code_embeddings: Tensor,
+    targets: Tensor | Sequence[int],
+    *,
+    chunk_size: int = 8192,
+    query_chunk_size: int = 512,
+    cutoff: int | None = None,
+    scale: float = 1.0,
+) -> Tensor:
+    """Rank of each query's true code among all codes, scored by ``scale * q . c``.
+
+    The score matrix is computed block by block (``query_chunk_size x chunk_size``), so peak
+    memory does not grow with the number of codes beyond the embeddings themselves. Each block
+    is one matrix product that also scores the block's true codes, so a true code and an
+    identical copy of it elsewhere receive bit-identical scores and tie.
+
+    Args:
+        query_embeddings: ``(n_queries, dim)``.
+        code_embeddings: ``(n_codes, dim)``, on the same device.
+        targets: ``(n_queries,)`` index of each query's true code.
+        chunk_size: Codes per block.
+        query_chunk_size: Queries per block.
+        cutoff: If set, ranks above it are reported as ``cutoff + 1`` ("not retrieved").
+        scale: Score multiplier (a positive scale never changes a rank; kept for exactness).
+
+    Returns:
+        ``(n_queries,)`` int64 ranks, 1 = best. Ties count against the model.
+
+    Example:
+        >>> q = torch.tensor([[1.0, 0.0]]); c = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        >>> target_ranks(q, c, [0]).tolist()  # code 1 ties with the true code 0
+        [2]
+    """
+    for name, value in (("chunk_size", chunk_size), ("query_chunk_size", query_chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    _check_cutoff(cutoff)
+    if query_embeddings.dim() != 2 or code_embeddings.dim() != 2:
+        raise ValueError(
+            "query_embeddings and code_embeddings must be 2-D (n, dim), got shapes "
+            f"{tuple(query_embeddings.shape)} and {tuple(code_embeddings.shape)}"
+        )
+    if query_embeddings.shape[1] != code_embeddings.shape[1]:
+        raise ValueError(
+            "query_embeddings and code_embeddings must share their dim, got "
+            f"{query_embeddings.shape[1]} and {code_embeddings.shape[1]}"
+        )
+    n_queries, n_codes = query_embeddings.shape[0], code_embeddings.shape[0]
+    targets = _check_targets(targets, n_queries, n_codes).to(query_embeddings.device)
+    dtype = torch.promote_types(query_embeddings.dtype, code_embeddings.dtype)
+    ranks = torch.empty(n_queries, dtype=torch.long, device=query_embeddings.device)
+    for q_start in range(0, n_queries, query_chunk_size):
+        queries = query_embeddings[q_start : q_start + query_chunk_size].to(dtype)
+        block_targets = targets[q_start : q_start + query_chunk_size]
+        n_block = queries.shape[0]
+        true_codes = code_embeddings[block_targets].to(dtype)  # (n_block, dim)
+        above = torch.zeros(n_block, dtype=torch.long, device=queries.device)
+        tied = torch.zeros_like(above)
+        for c_start in range(0, n_codes, chunk_size):
+            codes = code_embeddings[c_start : c_start + chunk_size].to(dtype)
+            # One product scores the true codes and this chunk: (n_block, n_block + n_chunk)
+            scores = queries @ torch.cat([true_codes, codes]).T
+            if scale != 1.0:
+                scores = scores * scale
+            if torch.isnan(scores).any():
+                raise ValueError("query_embeddings and code_embeddings gave NaN scores")
+            own = scores[:, :n_block].diagonal().unsqueeze(1)  # (n_block, 1)
+            scores = scores[:, n_block:]
+            above += (scores > own).sum(dim=1)
+            tied += (scores == own).sum(dim=1)
+            # The true code compared with itself is neither above nor a tie: take it back.
+            local = block_targets - c_start
+            rows = ((local >= 0) & (local < codes.shape[0])).nonzero().squeeze(1)
+            itself = scores[rows, local[rows]]
+            above[rows] -= (itself > own[rows, 0]).long()
+            tied[rows] -= (itself == own[rows, 0]).long()
+        ranks[q_start : q_start + n_block] = 1 + above + tied
+    if cutoff is not None:
+        ranks.clamp_(max=cutoff + 1)
+    return ranks
+
+
+def retrieval_metrics(
+    ranks: Tensor | Sequence[int], *, cutoff: int | None = None, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
+    """MRR and recall@k from the ranks of the true codes.
+
+    Args:
+        ranks: ``(n_queries,)`` ranks, 1 = best (from ``target_ranks``).
+        cutoff: Only the top ``cutoff`` codes count as retrieved: a rank above it has
+            reciprocal rank 0 and misses every recall@k (CodeXGLUE uses 1000).
+        ks: The recall@k to report.
+
+    Returns:
+        ``{"mrr", "recall@<k>" for k in ks, "num_queries"}`` as floats.
+
+    Example:
+        >>> retrieval_metrics([1, 2, 20], cutoff=10, ks=(1,))
+        {'mrr': 0.5, 'recall@1': 0.3333333333333333, 'num_queries': 3.0}
+    """
+    _check_cutoff(cutoff)
+    ranks = torch.as_tensor(ranks)
+    if ranks.dim() != 1 or ranks.numel() == 0:
+        raise ValueError(f"ranks must be a non-empty 1-D tensor, got shape {tuple(ranks.shape)}")
+    if ranks.dtype.is_floating_point or ranks.dtype.is_complex or ranks.dtype == torch.bool:
+        raise ValueError(f"ranks must hold integers, got dtype {ranks.dtype}")
+    if int(ranks.min()) < 1:
+        raise ValueError(f"ranks must be >= 1, got a minimum of {int(ranks.min())}")
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"ks must hold positive ints, got {k!r} in {ks!r}")
+    ranks = ranks.cpu().double()
+    retrieved = ranks <= cutoff if cutoff is not None else torch.ones_like(ranks, dtype=torch.bool)
+    metrics = {"mrr": float(torch.where(retrieved, 1.0 / ranks, 0.0).mean())}
+    for k in ks:
+        metrics[f"recall@{k}"] = float(((ranks <= k) & retrieved).double().mean())
+    metrics["num_queries"] = float(ranks.numel())
+    return metrics
+
+
+def mean_reciprocal_rank(
+    scores: Tensor, targets: Tensor | Sequence[int], *, cutoff: int | None = None
+) -> float:
+    """MRR of a full score matrix, ties counted against the model.
+
+    Args:
+        scores: ``(n_queries, n_codes)``; higher is better. NaN is rejected, +-inf allowed.
+        targets: ``(n_queries,)`` index of each query's true code.
+        cutoff: Ranks above it have reciprocal rank 0.
+
+    Returns:
+        The mean reciprocal rank.
+
+    Example:
+        >>> mean_reciprocal_rank(torch.tensor([[0.9, 0.1], [0.5, 0.5]]), [0, 1])
+        0.75
+    """
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be 2-D (n_queries, n_codes), got {tuple(scores.shape)}")
+    if torch.isnan(scores).any():
+        raise ValueError("scores must not contain NaN")
+    targets = _check_targets(targets, scores.shape[0], scores.shape[1]).to(scores.device)
+    own = scores.gather(1, targets.unsqueeze(1))  # (n_queries, 1)
+    # The true code ties with itself: "1 + above + (tied - 1)".
+    ranks = (scores > own).sum(dim=1) + (scores == own).sum(dim=1)
+    return retrieval_metrics(ranks, cutoff=cutoff, ks=())["mrr"]
+
+
+def evaluate_retrieval(
+    model: BiEncoder,
+    queries: Sequence[str],
+    codes: Sequence[str],
+    relevant: Sequence[int] | Tensor,
+    *,
+    batch_size: int = 64,
+    max_query_length: int = 128,
+    max_code_length: int = 256,
+    cutoff: int | None = None,
+    show_progress: bool = True,
+    device: str | torch.device | None = None,
+) -> dict[str, float]:
+    """Encode queries and a code base with ``model`` and rank every code for every query.
+
+    Args:
+        model: The bi-encoder; scores are ``model.scale * q . c``.
+        queries: The natural-language queries.
+        codes: The whole code base.
+        relevant: For each query, the index in ``codes`` of its true code.
+        batch_size: Texts per forward pass.
+        max_query_length: Token budget of a query.
+        max_code_length: Token budget of a code.
+        cutoff: Only the top ``cutoff`` count (1000 reproduces CodeXGLUE).
+        show_progress: Progress bars while encoding.
+        device: Where to encode and rank; defaults to the model's device.
+
+    Returns:
+        ``{"mrr", "recall@1", "recall@5", "recall@10", "num_queries"}``.
+    """
+    if len(relevant) != len(queries):
+        raise ValueError(
+            f"relevant must have one code index per query ({len(queries)}), got {len(relevant)}"
+        )
+    if len(queries) == 0 or len(codes) == 0:
+        raise ValueError(
+            f"queries and codes must be non-empty, got {len(queries)} and {len(codes)}"
+        )
+    targets = _check_targets(relevant, len(queries), len(codes))
+    _check_cutoff(cutoff)
+    encode = dict(batch_size=batch_size, show_progress=show_progress, device=device)
+    query_embeddings = model.encode_texts(
+        queries, side="query", max_length=max_query_length, **encode
+    )
+    code_embeddings = model.encode_texts(codes, side="code", max_length=max_code_length, **encode)
+    if device is not None:
+        query_embeddings = query_embeddings.to(device)
+        code_embeddings = code_embeddings.to(device)
+    ranks = target_ranks(
+        query_embeddings, code_embeddings, targets, cutoff=cutoff, scale=model.scale
+    )
+    return retrieval_metrics(ranks, cutoff=cutoff)

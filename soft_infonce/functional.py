@@ -1,0 +1,360 @@
+"""Pure functional forms of Soft-InfoNCE and the losses the paper compares it with.
+
+Every loss here takes a score matrix ``scores`` of shape ``[N, M]``: row ``i`` is query ``i``
+scored against ``M >= N`` candidate codes (the in-batch codes, then any extra candidates such
+as hard negatives or codes gathered from other devices). ``labels[i]`` is the column of query
+``i``'s positive (the diagonal by default). Weights never carry gradient, and every
+log-sum-exp runs in float32 whatever the input dtype.
+
+The central identity (paper, Eq. 3): ``sum_j w_ij exp(s_ij) = sum_j exp(s_ij + log w_ij)``, so
+Soft-InfoNCE is cross-entropy on ``scores + log(weights)``. InfoNCE is ``log w = 0`` and
+false-negative cancellation is ``log w = -inf``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "bce_soft_label_loss",
+    "cancellation_weights",
+    "check_scores",
+    "default_labels",
+    "kl_regularized_infonce_loss",
+    "negative_distribution",
+    "negative_weights",
+    "soft_infonce_loss",
+    "weighted_infonce_loss",
+]
+
+Reduction = Literal["mean", "sum", "none"]
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_scores(scores: torch.Tensor, name: str = "scores") -> None:
+    """Raise ``ValueError`` unless ``scores`` is a finite ``[N, M]`` matrix with ``M >= 2``.
+
+    Args:
+        scores: the matrix to check.
+        name: the argument name used in the error message.
+    """
+    if not isinstance(scores, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(scores).__name__}")
+    if scores.dim() != 2:
+        raise ValueError(f"{name} must be 2-D [N, M], got shape {tuple(scores.shape)}")
+    n, m = scores.shape
+    if n == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(scores.shape)})")
+    if m < 2:
+        raise ValueError(
+            f"{name} has {m} candidate(s) per query: a contrastive loss needs at least one "
+            f"negative (a batch of one with no extra candidates has none), got shape "
+            f"{tuple(scores.shape)}"
+        )
+    if m < n:
+        raise ValueError(
+            f"{name} must have at least as many candidates as queries (M >= N), got shape "
+            f"{tuple(scores.shape)}"
+        )
+    if not scores.dtype.is_floating_point:
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {scores.dtype}")
+    if not torch.isfinite(scores).all():
+        bad = (~torch.isfinite(scores)).sum().item()
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+
+
+def default_labels(scores: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Return the positive column of each row: ``labels`` checked, or the diagonal ``0..N-1``."""
+    n, m = scores.shape
+    if labels is None:
+        return torch.arange(n, device=scores.device)
+    if not isinstance(labels, torch.Tensor):
+        labels = torch.as_tensor(labels)
+    if labels.dim() != 1 or labels.shape[0] != n:
+        raise ValueError(
+            f"labels must have shape [{n}] (one positive column per row), got "
+            f"{tuple(labels.shape)}"
+        )
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor, got dtype {labels.dtype}")
+    if n and (labels.min() < 0 or labels.max() >= m):
+        raise ValueError(
+            f"labels must lie in [0, {m - 1}] (columns of scores), got values from "
+            f"{labels.min().item()} to {labels.max().item()}"
+        )
+    return labels.to(device=scores.device, dtype=torch.long)
+
+
+def _positive_mask(shape: torch.Size, labels: torch.Tensor) -> torch.Tensor:
+    mask = torch.zeros(shape, dtype=torch.bool, device=labels.device)
+    mask[torch.arange(shape[0], device=labels.device), labels] = True
+    return mask  # (N, M), True at each row's positive
+
+
+def _check_temperature(temperature: float) -> None:
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+
+
+@torch.no_grad()
+def negative_distribution(
+    similarity: torch.Tensor,
+    temperature: float,
+    positives: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Softmax of ``similarity / temperature`` over each row's negatives (paper, Eq. 4).
+
+    Args:
+        similarity: raw estimator scores ``[N, M]``.
+        temperature: softmax temperature ``t > 0``.
+        positives: positive column per row ``[N]``; the diagonal by default.
+
+    Returns:
+        float32 ``[N, M]``: each row sums to 1 over its negatives and is 0 at its positive.
+    """
+    check_scores(similarity, "similarity")
+    _check_temperature(temperature)
+    labels = default_labels(similarity, positives)
+    logits = similarity.detach().float() / temperature  # (N, M)
+    logits = logits.masked_fill(_positive_mask(logits.shape, labels), float("-inf"))
+    return torch.softmax(logits, dim=1)
+
+
+@torch.no_grad()
+def negative_weights(
+    similarity: torch.Tensor,
+    alpha: float,
+    beta: float,
+    temperature: float,
+    min_weight: float = 0.1,
+    positives: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Soft-InfoNCE weights of the negatives (paper, Eq. 4).
+
+    ``w_ij = (beta - alpha * p_ij) / (beta - alpha / (M - 1) * sum_k p_ik)`` where ``p_ij`` is
+    the softmax of ``similarity / temperature`` over the row's ``M - 1`` negatives; weights are
+    clamped below at ``min_weight`` and the positive gets weight exactly 1. Before the clamp
+    each row's negative weights sum to ``M - 1``; ``alpha = beta`` with uniform similarity, or
+    ``alpha = 0``, gives all ones (InfoNCE).
+
+    Args:
+        similarity: raw estimator scores ``[N, M]`` (no gradient flows through them).
+        alpha: how strongly similar negatives are down-weighted (``>= 0``).
+        beta: the uniform part (``> 0``).
+        temperature: softmax temperature ``t > 0``; it must suit the estimator's score scale.
+        min_weight: lower clamp, in ``(0, 1]``.
+        positives: positive column per row ``[N]``; the diagonal by default.
+
+    Returns:
+        Detached float32 weights ``[N, M]``.
+
+    Example:
+        >>> sim = torch.tensor([[9.0, 3.0, 0.0], [1.0, 9.0, 1.0]])
+        >>> w = negative_weights(sim, alpha=1.3, beta=0.7, temperature=1.0)
+        >>> w[0, 0].item(), bool(w[0, 1] < w[0, 2])
+        (1.0, True)
+    """
+    if not (isinstance(min_weight, (int, float)) and 0 < min_weight <= 1):
+        raise ValueError(f"min_weight must lie in (0, 1], got {min_weight!r}")
+    if not alpha >= 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta!r}")
+    p = negative_distribution(similarity, temperature, positives)  # (N, M), 0 at positives
+    num_negatives = p.shape[1] - 1
+    denominator = beta - alpha / num_negatives * p.sum(dim=1, keepdim=True)  # (N, 1)
+    if (denominator <= 0).any():
+        raise ValueError(
+            f"beta - alpha / (M - 1) must be > 0 for the weights to be defined, got "
+            f"beta={beta!r}, alpha={alpha!r}, M - 1={num_negatives} negatives: use a larger "
+            f"batch or a smaller alpha"
+        )
+    weights = ((beta - alpha * p) / denominator).clamp_min(min_weight)
+    labels = default_labels(similarity, positives)
+    return weights.masked_fill(_positive_mask(weights.shape, labels), 1.0)
+
+
+@torch.no_grad()
+def cancellation_weights(
+    similarity: torch.Tensor,
+    mode: Literal["top_k", "threshold"] = "top_k",
+    k: int = 1,
+    ratio: float = 0.9,
+    positives: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weights that drop suspected false negatives (0) and keep the rest (1).
+
+    ``top_k`` drops each row's ``k`` negatives with the highest similarity. ``threshold`` drops
+    the negatives whose similarity is at least ``ratio`` times the positive's similarity
+    (a dynamic threshold relative to the positive; for negative positive-similarities the
+    threshold is ``sim_ii - (1 - ratio) * |sim_ii|`` so that it stays below the positive).
+
+    Returns:
+        float32 ``[N, M]`` of zeros and ones; 1 at the positive.
+    """
+    check_scores(similarity, "similarity")
+    labels = default_labels(similarity, positives)
+    sim = similarity.detach().float()
+    positive_mask = _positive_mask(sim.shape, labels)
+    keep = torch.ones_like(sim)
+    if mode == "top_k":
+        if not (isinstance(k, int) and 0 <= k <= sim.shape[1] - 1):
+            raise ValueError(f"k must be an int in [0, {sim.shape[1] - 1}], got {k!r}")
+        if k > 0:
+            ranked = sim.masked_fill(positive_mask, float("-inf"))
+            drop = ranked.topk(k, dim=1).indices  # (N, k)
+            keep.scatter_(1, drop, 0.0)
+    elif mode == "threshold":
+        if not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
+            raise ValueError(f"ratio must lie in (0, 1], got {ratio!r}")
+        positive = sim.gather(1, labels[:, None])  # (N, 1)
+        threshold = positive - (1 - ratio) * positive.abs()
+        keep = (sim < threshold).float()
+    else:
+        raise ValueError(f"mode must be 'top_k' or 'threshold', got {mode!r}")
+    return keep.masked_fill(positive_mask, 1.0)
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _check_weights(weights: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> None:
+    if weights.shape != scores.shape:
+        raise ValueError(
+            f"weights must have the shape of scores {tuple(scores.shape)}, got "
+            f"{tuple(weights.shape)}"
+        )
+    if torch.isnan(weights).any() or (weights < 0).any() or torch.isinf(weights).any():
+        raise ValueError("weights must be finite and >= 0 (0 cancels a negative)")
+    if (weights.gather(1, labels[:, None]) <= 0).any():
+        raise ValueError("weights must be > 0 at each row's positive")
+
+
+def soft_infonce_loss(
+    scores: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Soft-InfoNCE (paper, Eq. 3): cross-entropy on ``scores + log(weights)``.
+
+    ``L_i = -log( e^{s_ii} / (e^{s_ii} + sum_{j != i} w_ij e^{s_ij}) )``. ``weights=None`` is
+    plain InfoNCE; a weight of 0 removes that negative (false-negative cancellation). The
+    weights are detached; the computation runs in float32.
+
+    Args:
+        scores: ``[N, M]`` query-candidate scores, any floating dtype.
+        weights: ``[N, M]`` non-negative weights (1 at the positives), e.g. from
+            :func:`negative_weights`; ``None`` for InfoNCE.
+        labels: positive column per row ``[N]``; the diagonal by default.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+
+    Returns:
+        The loss (a float32 scalar, or ``[N]`` for ``reduction="none"``).
+
+    Example:
+        >>> scores = torch.randn(4, 4)
+        >>> torch.allclose(soft_infonce_loss(scores), F.cross_entropy(scores, torch.arange(4)))
+        True
+    """
+    check_scores(scores)
+    _check_reduction(reduction)
+    labels = default_labels(scores, labels)
+    logits = scores.float()  # (N, M)
+    if weights is not None:
+        weights = weights.detach().to(device=scores.device, dtype=torch.float32)
+        _check_weights(weights, scores, labels)
+        logits = logits + weights.log()  # log 0 = -inf: that negative leaves the sum
+    return F.cross_entropy(logits, labels, reduction=reduction)
+
+
+def weighted_infonce_loss(
+    scores: torch.Tensor,
+    similarity: torch.Tensor,
+    temperature: float = 1.0,
+    labels: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Weighted InfoNCE, the paper's first design alternative (Section 6).
+
+    ``L_i = -log p_ii - sum_{j != i} q_ij log p_ij`` with ``p = softmax(scores)`` over all
+    candidates and ``q`` the similarity softmax over the negatives (:func:`negative_distribution`).
+    The estimated relevance acts as a soft target for the negatives, which pulls similar
+    negatives *towards* the query; the paper shows this hurts. Choice made here (the paper
+    gives no coefficient): the negative term has weight 1, as in the paper's experiments.
+    """
+    check_scores(scores)
+    _check_reduction(reduction)
+    labels = default_labels(scores, labels)
+    q = negative_distribution(similarity, temperature, labels)  # (N, M), 0 at positives
+    log_p = torch.log_softmax(scores.float(), dim=1)  # (N, M)
+    loss = -log_p.gather(1, labels[:, None]).squeeze(1) - (q * log_p).sum(dim=1)
+    return _reduce(loss, reduction)
+
+
+def bce_soft_label_loss(
+    scores: torch.Tensor,
+    similarity: torch.Tensor,
+    temperature: float = 1.0,
+    labels: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Binary cross-entropy with soft labels, the paper's second design alternative (Section 6).
+
+    Each candidate's softmax probability ``p_ij`` is a binary prediction against a soft label:
+    1 for the positive and ``q_ij`` (the similarity softmax over negatives) for each negative:
+    ``L_i = -1/M sum_j [y_ij log p_ij + (1 - y_ij) log(1 - p_ij)]``. Choice made here: the
+    average over the ``M`` candidates of a row, as ``torch.nn.BCELoss`` averages.
+    """
+    check_scores(scores)
+    _check_reduction(reduction)
+    labels = default_labels(scores, labels)
+    q = negative_distribution(similarity, temperature, labels)  # (N, M)
+    targets = q.masked_fill(_positive_mask(q.shape, labels), 1.0)
+    log_p = torch.log_softmax(scores.float(), dim=1)
+    # log(1 - p) computed stably as log(-expm1(log p)), floored like BCELoss at -100.
+    log_not_p = torch.log(-torch.expm1(log_p).clamp_max(-1e-38)).clamp_min(-100.0)
+    log_p = log_p.clamp_min(-100.0)
+    loss = -(targets * log_p + (1 - targets) * log_not_p).mean(dim=1)
+    return _reduce(loss, reduction)
+
+
+def kl_regularized_infonce_loss(
+    scores: torch.Tensor,
+    similarity: torch.Tensor,
+    temperature: float = 1.0,
+    infonce_weight: float = 0.7,
+    kl_weight: float = 1.3,
+    labels: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """InfoNCE plus a KL regulariser, the paper's third design alternative (Section 6).
+
+    ``L_i = infonce_weight * InfoNCE_i + kl_weight * KL(q_i || softmax(s_i over negatives))``:
+    the model's distribution over the negatives is pulled towards the estimated one. The
+    defaults 0.7 / 1.3 mirror the paper's beta / alpha.
+    """
+    check_scores(scores)
+    _check_reduction(reduction)
+    labels = default_labels(scores, labels)
+    positive_mask = _positive_mask(scores.shape, labels)
+    q = negative_distribution(similarity, temperature, labels)  # (N, M)
+    logits = scores.float()
+    infonce = F.cross_entropy(logits, labels, reduction="none")  # (N,)
+    log_p_neg = torch.log_softmax(logits.masked_fill(positive_mask, float("-inf")), dim=1)
+    log_q = q.clamp_min(1e-38).log()
+    kl = torch.where(q > 0, q * (log_q - log_p_neg), torch.zeros_like(q)).sum(dim=1)  # (N,)
+    return _reduce(infonce_weight * infonce + kl_weight * kl, reduction)

@@ -1,0 +1,30 @@
+"""GraphCodeBERT inputs: data-flow graphs from tree-sitter and graph-guided attention.
+
+GraphCodeBERT (Guo et al., ICLR 2021) reads a function as its code tokens followed by the
+variables of its data-flow graph, with an attention mask that follows the graph. This package
+builds those inputs for Python, Java, JavaScript, PHP, Go and Ruby from the tree-sitter grammar
+wheels on PyPI (``pip install 'soft-infonce[graphcodebert]'``; nothing is compiled) and runs a
+RoBERTa encoder on them:
+
+* :func:`extract_dataflow`: code -> tokens and :class:`DataflowEdge` nodes;
+* :class:`GraphCodeBERTFeaturizer`: a batch of code -> ``code_input_ids``,
+  ``code_position_idx``, ``code_attention_mask`` (for the collator's ``code_featurizer``);
+* :func:`graphcodebert_encode`: encoder + those tensors -> last hidden states.
+"""
+
+from __future__ import annotations
+
+from .dfg import DataflowEdge, extract_dataflow
+from .features import GraphCodeBERTFeaturizer
+from .grammars import SUPPORTED_LANGUAGES
+from .model import graphcodebert_encode
+from .parsing import UnsupportedCode
+
+__all__ = [
+    "SUPPORTED_LANGUAGES",
+    "DataflowEdge",
+    "GraphCodeBERTFeaturizer",
+    "UnsupportedCode",
+    "extract_dataflow",
+    "graphcodebert_encode",
+]

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from soft_infonce.data.collator import BiEncoderCollator, tokenize_texts
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<encoder-only>"]
+VOCAB += ["sort", "a", "list", "def", "f", "(", "x", ")", ":", "return", "sorted"]
+ID = {token: i for i, token in enumerate(VOCAB)}
+PAD, CLS, SEP, MODE = ID["[PAD]"], ID["[CLS]"], ID["[SEP]"], ID["<encoder-only>"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import BertTokenizer  # transformers 5: the tokenizers-backed class
+
+    return BertTokenizer(vocab=dict(ID))
+
+
+def ids(text: str) -> list[int]:
+    return [ID[token] for token in text.split()]
+
+
+def test_plain_layout_matches_hand_ids(tokenizer):
+    batch = tokenize_texts(tokenizer, ["sort a list", "return x"], max_length=16)
+    assert set(batch) == {"input_ids", "attention_mask"}
+    assert batch["input_ids"].dtype == torch.long
+    assert batch["input_ids"].tolist() == [
+        [CLS, *ids("sort a list"), SEP],
+        [CLS, *ids("return x"), SEP, PAD],
+    ]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+
+
+def test_plain_layout_truncates(tokenizer):
+    batch = tokenize_texts(tokenizer, ["def f ( x ) : return sorted ( x )"], max_length=5)
+    assert batch["input_ids"].tolist() == [[CLS, *ids("def f ("), SEP]]
+
+
+def test_unixcoder_layout_token_by_token(tokenizer):
+    batch = tokenize_texts(
+        tokenizer, ["sort a list", "return x", "def f ( x ) : return"], 8, "unixcoder"
+    )
+    # [cls] <encoder-only> [sep] + at most 8 - 4 = 4 tokens + [sep], padded to the longest row
+    assert batch["input_ids"].tolist() == [
+        [CLS, MODE, SEP, *ids("sort a list"), SEP, PAD],
+        [CLS, MODE, SEP, *ids("return x"), SEP, PAD, PAD],
+        [CLS, MODE, SEP, *ids("def f ( x"), SEP],
+    ]
+    assert batch["attention_mask"].tolist() == [
+        [1, 1, 1, 1, 1, 1, 1, 0],
+        [1, 1, 1, 1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1, 1, 1, 1],
+    ]
+
+
+def test_unixcoder_layout_needs_its_mode_token():
+    from transformers import BertTokenizer
+
+    plain = BertTokenizer(vocab={t: i for i, t in enumerate(VOCAB) if t != "<encoder-only>"})
+    with pytest.raises(ValueError, match="<encoder-only>"):
+        tokenize_texts(plain, ["sort"], 8, "unixcoder")
+
+
+@pytest.mark.parametrize(
+    ("texts", "max_length", "layout", "message"),
+    [
+        ([], 8, "plain", "texts must be a non-empty"),
+        ("sort", 8, "plain", "texts must be a non-empty"),
+        (["sort"], 0, "plain", "max_length must be an int >= 1"),
+        (["sort"], 3, "unixcoder", "max_length must be an int >= 4"),
+        (["sort"], 8, "roberta", "input_layout must be one of"),
+    ],
+)
+def test_tokenize_texts_checks_arguments(tokenizer, texts, max_length, layout, message):
+    with pytest.raises(ValueError, match=message):
+        tokenize_texts(tokenizer, texts, max_length, layout)
+
+
+def test_collator_batch(tokenizer):
+    collator = BiEncoderCollator(tokenizer, max_query_length=4, max_code_length=6)
+    features = [
+        {"query": "sort a list", "code": "def f ( x ) : return sorted ( x )", "url": "u0", "id": 3},
+        {"query": "x", "code": "return x", "url": "u1", "id": 4, "tokens": ["x"], "w": 0.5},
+    ]
+    batch = collator(features)
+    assert batch["query_input_ids"].tolist() == [
+        [CLS, *ids("sort a"), SEP],
+        [CLS, ID["x"], SEP, PAD],
+    ]
+    assert batch["code_input_ids"].shape == (2, 6)
+    assert batch["code_input_ids"][0].tolist() == [CLS, *ids("def f ( x"), SEP]
+    assert batch["code_attention_mask"].tolist() == [[1] * 6, [1, 1, 1, 1, 0, 0]]
+    assert batch["queries"] == ["sort a list", "x"]
+    assert batch["codes"] == [f["code"] for f in features]  # raw, untruncated
+    assert batch["url"] == ["u0", "u1"] and batch["id"] == [3, 4]
+    assert "tokens" not in batch and "w" not in batch and "query" not in batch
+
+
+def test_collator_unixcoder_layout(tokenizer):
+    collator = BiEncoderCollator(tokenizer, 6, 6, input_layout="unixcoder")
+    batch = collator([{"query": "sort a list", "code": "return x"}])
+    assert batch["query_input_ids"].tolist() == [[CLS, MODE, SEP, *ids("sort a"), SEP]]
+    assert batch["code_input_ids"].tolist() == [[CLS, MODE, SEP, *ids("return x"), SEP]]
+
+
+def test_collator_code_featurizer_replaces_code_side(tokenizer):
+    def featurize(codes: list[str]) -> dict[str, torch.Tensor]:
+        return {"code_lengths": torch.tensor([len(c) for c in codes])}
+
+    batch = BiEncoderCollator(tokenizer, code_featurizer=featurize)(
+        [{"query": "sort", "code": "abc"}, {"query": "list", "code": "de"}]
+    )
+    assert batch["code_lengths"].tolist() == [3, 2]
+    assert "code_input_ids" not in batch and "query_input_ids" in batch
+    bad = BiEncoderCollator(tokenizer, code_featurizer=lambda codes: {"ids": torch.zeros(1)})
+    with pytest.raises(ValueError, match="must start with 'code_'"):
+        bad([{"query": "sort", "code": "abc"}])
+
+
+def test_collator_checks_features_and_arguments(tokenizer):
+    collator = BiEncoderCollator(tokenizer)
+    with pytest.raises(ValueError, match="non-empty list"):
+        collator([])
+    with pytest.raises(ValueError, match=r"features\[1\]\['code'\] must be a string, got None"):
+        collator([{"query": "a", "code": "b"}, {"query": "a"}])
+    with pytest.raises(ValueError, match="max_code_length must be an int >= 1, got 0"):
+        BiEncoderCollator(tokenizer, max_code_length=0)
+    with pytest.raises(ValueError, match="input_layout"):
+        BiEncoderCollator(tokenizer, input_layout="graphcodebert")
+
+
+def test_collator_in_a_dataloader(tokenizer):
+    import datasets
+
+    data = datasets.Dataset.from_dict(
+        {"query": ["sort a list", "return x", "a"], "code": ["sorted ( x )", "x", "f"]}
+    )
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=2, collate_fn=BiEncoderCollator(tokenizer)
+    )
+    batches = list(loader)
+    assert [b["queries"] for b in batches] == [["sort a list", "return x"], ["a"]]
+    assert batches[1]["code_input_ids"].tolist() == [[CLS, ID["f"], SEP]]
+
+
+def test_collator_module_is_import_light():
+    code = (
+        "import sys; import soft_infonce.data.collator; "
+        "print(sorted(m for m in ('datasets', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

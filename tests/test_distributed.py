@@ -1,0 +1,210 @@
+"""Negatives across devices: two gloo processes against one process that sees the global batch.
+
+Why the expectation holds: process ``r`` computes ``L_r``, the mean over its ``N`` queries of
+the loss against all ``2N`` gathered codes. The global loss over the ``2N`` queries is the mean
+of the per-query losses, i.e. ``L = (L_0 + L_1) / 2``. The gather's backward sums each code
+slice's gradient over the processes, so process ``r``'s parameter gradient is
+``dL_r/dtheta (own queries) + d(L_0 + L_1)/dtheta (own codes)``, and DDP's all-reduce mean of the
+two is ``d(L_0 + L_1)/dtheta / 2 = dL/dtheta``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from soft_infonce.distributed import gather_candidates, gather_objects, gather_with_grad
+from soft_infonce.estimators.base import WeightEstimator
+from soft_infonce.gradcache import grad_cached_step
+from soft_infonce.losses import InfoNCELoss, SoftInfoNCELoss
+
+WORLD, LOCAL = 2, 3
+PAIRS = [
+    ("read a json file", "json load open path"),
+    ("sort a list", "return sorted list"),
+    ("sort a list by key", "return sorted list key"),
+    ("open a file", "return open path"),
+    ("sum of a list", "return sum list"),
+    ("read a file", "return open path read"),
+]
+QUERIES, CODES = [q for q, _ in PAIRS], [c for _, c in PAIRS]
+
+
+def jaccard(a: str, b: str) -> float:
+    sa, sb = set(a.split()), set(b.split())
+    return len(sa & sb) / len(sa | sb)
+
+
+class QueryCodeOverlap(WeightEstimator):
+    """sim = word overlap of query i and code j (the texts, not the embeddings)."""
+
+    def similarity(self, queries, codes, candidate_queries=None):
+        return torch.tensor([[jaccard(q, c) for c in codes] for q in queries])
+
+
+class QueryQueryOverlap(WeightEstimator):
+    """sim = word overlap of query i and the query paired with code j."""
+
+    requires_candidate_queries = True
+
+    def similarity(self, queries, codes, candidate_queries=None):
+        return torch.tensor([[2 * jaccard(q, p) for p in candidate_queries] for q in queries])
+
+
+class BagOfWords(nn.Module):
+    """A tiny bi-encoder with the BiEncoder forward signature (so grad_cached_step drives it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embedding = nn.Embedding(64, 12)
+        self.projection = nn.Linear(12, 8)
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        summed = (self.embedding(ids) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        return F.normalize(self.projection(torch.tanh(summed)), dim=-1)
+
+    def forward(self, query_input_ids, query_attention_mask, code_input_ids, code_attention_mask):
+        return (self.encode(query_input_ids, query_attention_mask),
+                self.encode(code_input_ids, code_attention_mask))
+
+
+def tokenize(texts: list[str], width: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    ids, mask = torch.zeros(len(texts), width, dtype=torch.long), torch.zeros(len(texts), width)
+    for i, text in enumerate(texts):
+        words = text.split()[:width]
+        ids[i, : len(words)] = torch.tensor([sum(map(ord, w)) % 63 + 1 for w in words])
+        mask[i, : len(words)] = 1.0
+    return ids, mask
+
+
+def batch(rows: slice) -> dict:
+    (qi, qm), (ci, cm) = tokenize(QUERIES[rows]), tokenize(CODES[rows])
+    return {"query_input_ids": qi, "query_attention_mask": qm, "code_input_ids": ci,
+            "code_attention_mask": cm, "queries": QUERIES[rows], "codes": CODES[rows]}
+
+
+CASES = {
+    "infonce": lambda g: InfoNCELoss(scale=5.0, gather_across_devices=g),
+    "infonce_symmetric": lambda g: InfoNCELoss(scale=5.0, symmetric=True,
+                                               gather_across_devices=g),
+    "soft_query_code": lambda g: SoftInfoNCELoss(1.3, 0.7, 0.2, scale=5.0,
+                                                 estimator=QueryCodeOverlap(),
+                                                 gather_across_devices=g),
+    "soft_query_query": lambda g: SoftInfoNCELoss(1.3, 0.7, 0.2, scale=5.0,
+                                                  estimator=QueryQueryOverlap(),
+                                                  gather_across_devices=g),
+    "soft_symmetric": lambda g: SoftInfoNCELoss(1.3, 0.7, 0.2, scale=5.0, symmetric=True,
+                                                estimator=QueryCodeOverlap(),
+                                                gather_across_devices=g),
+}
+
+
+def step(model: nn.Module, loss_fn: nn.Module, inputs: dict, mini_batch_size: int | None):
+    """One forward/backward; returns (loss, gradients of the wrapped module)."""
+    if mini_batch_size is None:
+        tensors = {k: v for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+        loss = loss_fn(*model(**tensors), queries=inputs["queries"], codes=inputs["codes"])
+        loss.backward()
+    else:
+        loss = grad_cached_step(model, loss_fn, inputs, mini_batch_size)
+    module = getattr(model, "module", model)
+    grads = {n: p.grad.clone() for n, p in module.named_parameters()}
+    module.zero_grad(set_to_none=True)
+    return loss.detach(), grads
+
+
+def _worker(rank: int, store: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    try:
+        tensors, facts = {}, {}
+        local = batch(slice(rank * LOCAL, (rank + 1) * LOCAL))
+        model = nn.parallel.DistributedDataParallel(BagOfWords())
+        runs = [(name, None) for name in CASES] + [("soft_symmetric", 2), ("soft_query_query", 2)]
+        for name, mini in runs:
+            loss, grads = step(model, CASES[name](True), local, mini)
+            key = f"{name}/{mini}"
+            tensors[f"{key}/loss"] = loss.reshape(1)
+            tensors.update({f"{key}/grad/{n}": g for n, g in grads.items()})
+        # The candidates: offsets, texts in rank order, gradients summed over processes.
+        x = torch.full((2, 3), float(rank + 1), requires_grad=True)
+        g = gather_candidates(x, QUERIES[rank * 2 : rank * 2 + 2], ["c"] * 2, None)
+        (g.codes * torch.arange(1.0, 5.0)[:, None]).sum().backward()
+        tensors["x_grad"] = x.grad
+        facts.update(offset=g.offset, texts=g.texts, queries=g.queries,
+                     candidate_queries=g.candidate_queries, objects=gather_objects([rank, "r"]),
+                     gathered=g.codes[:, 0].tolist())
+        try:
+            gather_with_grad(torch.zeros(rank + 1, 2))
+        except ValueError as error:
+            facts["shape_error"] = str(error)
+        save_file(tensors, os.path.join(out, f"rank{rank}.safetensors"))
+        with open(os.path.join(out, f"rank{rank}.json"), "w") as handle:
+            json.dump(facts, handle)
+        dist.barrier()  # no process tears down its sockets while another still reads
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory) -> list[tuple[dict, dict]]:
+    out = tmp_path_factory.mktemp("distributed")
+    mp.spawn(_worker, args=(str(out / "store"), str(out)), nprocs=WORLD, join=True)
+    results = []
+    for r in range(WORLD):
+        with open(out / f"rank{r}.json") as handle:
+            results.append((load_file(str(out / f"rank{r}.safetensors")), json.load(handle)))
+    return results
+
+
+@pytest.mark.parametrize(
+    "name, mini",
+    [(name, None) for name in CASES] + [("soft_symmetric", 2), ("soft_query_query", 2)],
+)
+def test_two_processes_match_one_process_with_the_global_batch(ranks, name, mini) -> None:
+    loss, grads = step(BagOfWords(), CASES[name](True), batch(slice(0, WORLD * LOCAL)), None)
+    key = f"{name}/{mini}"
+    local_losses = [r[0][f"{key}/loss"].item() for r in ranks]
+    assert sum(local_losses) / WORLD == pytest.approx(loss.item(), abs=1e-5)
+    for tensors, _ in ranks:  # DDP leaves the same averaged gradient on every process
+        for n, expected in grads.items():
+            torch.testing.assert_close(tensors[f"{key}/grad/{n}"], expected, atol=1e-5,
+                                       rtol=1e-5, msg=n)
+    # Without the gather each process would see only its own codes: a different loss.
+    alone = [step(BagOfWords(), CASES[name](False), batch(slice(r * LOCAL, (r + 1) * LOCAL)),
+                  None)[0].item() for r in range(WORLD)]
+    assert abs(sum(alone) / WORLD - loss.item()) > 1e-2
+
+
+def test_gather_candidates_offsets_texts_and_gradients(ranks) -> None:
+    for r, (tensors, facts) in enumerate(ranks):
+        assert facts["offset"] == 2 * r
+        assert facts["gathered"] == [1.0, 1.0, 2.0, 2.0]
+        assert facts["queries"] == QUERIES[:4] and facts["texts"] == ["c"] * 4
+        assert facts["candidate_queries"] is None
+        assert facts["objects"] == [0, "r", 1, "r"]
+        # d/dx of sum_k k * gathered_k, summed over both processes' losses: 2 * (row weight).
+        expected = 2 * torch.tensor([[1.0], [2.0]]) + 2 * r * 2
+        torch.testing.assert_close(tensors["x_grad"], expected.expand(2, 3))
+
+
+def test_shape_mismatch_raises_on_every_process(ranks) -> None:
+    for _, facts in ranks:
+        assert "same batch shape on every process, got [(1, 2), (2, 2)]" in facts["shape_error"]
+
+
+def test_single_process_is_the_identity() -> None:
+    x = torch.randn(3, 4, requires_grad=True)
+    assert gather_with_grad(x) is x
+    assert gather_objects(["a", "b"]) == ["a", "b"] and gather_objects(None) is None
+    g = gather_candidates(x, ["q"] * 3, ["c"] * 3, None)
+    assert g.codes is x and g.offset == 0 and g.texts == ["c"] * 3 and g.gathered

@@ -1,0 +1,205 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from soft_infonce.evaluation import (
+    evaluate_retrieval,
+    mean_reciprocal_rank,
+    retrieval_metrics,
+    target_ranks,
+)
+
+
+def brute_force_ranks(scores: list[list[float]], targets: list[int]) -> list[int]:
+    """Full sort of every row; the true code goes after every code with its score."""
+    ranks = []
+    for row, target in zip(scores, targets):
+        order = sorted(range(len(row)), key=lambda j: (-row[j], j == target))
+        ranks.append(order.index(target) + 1)
+    return ranks
+
+
+def integer_embeddings(n: int, dim: int, seed: int) -> torch.Tensor:
+    # Small integers: every dot product is exact in float32, so ties are exact and plentiful.
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(-2, 3, (n, dim), generator=generator).float()
+
+
+# ----------------------------------------------------------------- hand-computed cases
+SCORES = torch.tensor([[3.0, 1.0, 2.0], [1.0, 1.0, 1.0], [0.0, 5.0, 5.0]])
+TARGETS = [0, 1, 2]  # ranks 1 (clear win), 3 (three-way tie), 2 (tie with code 1)
+
+
+def test_mean_reciprocal_rank_counts_ties_against_the_model() -> None:
+    assert mean_reciprocal_rank(SCORES, TARGETS) == pytest.approx((1 + 1 / 3 + 1 / 2) / 3)
+
+
+def test_mean_reciprocal_rank_cutoff() -> None:
+    assert mean_reciprocal_rank(SCORES, TARGETS, cutoff=2) == pytest.approx((1 + 0 + 1 / 2) / 3)
+    assert mean_reciprocal_rank(SCORES, TARGETS, cutoff=1) == pytest.approx(1 / 3)
+
+
+def test_mean_reciprocal_rank_infinite_scores() -> None:
+    scores = torch.tensor([[-math.inf, -math.inf, 0.0], [math.inf, 1.0, 2.0]])
+    # row 0: 1 above, 1 tie at -inf -> rank 3; row 1: rank 1
+    assert mean_reciprocal_rank(scores, [0, 0]) == pytest.approx((1 / 3 + 1) / 2)
+
+
+def test_target_ranks_hand_computed() -> None:
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    codes = torch.tensor([[2.0, 0.0], [1.0, 1.0], [2.0, 3.0], [2.0, 1.0]])
+    # scores q0: [2, 1, 2, 2] -> target 0 ties with codes 2 and 3 -> rank 3
+    # scores q1: [0, 1, 3, 1] -> target 1: code 2 above, code 3 ties -> rank 3; target 2 -> 1
+    assert target_ranks(queries, codes, [0, 1]).tolist() == [3, 3]
+    assert target_ranks(queries, codes, [3, 2]).tolist() == [3, 1]
+    assert target_ranks(queries, codes, [0, 1], cutoff=2).tolist() == [3, 3]
+    assert target_ranks(queries, codes, [3, 2], cutoff=2).tolist() == [3, 1]
+    assert target_ranks(queries, codes, [0, 1], chunk_size=1, query_chunk_size=1).tolist() == [
+        3,
+        3,
+    ]
+
+
+def test_retrieval_metrics_hand_computed() -> None:
+    metrics = retrieval_metrics(torch.tensor([1, 3, 6, 11, 2]))
+    assert metrics["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 6 + 1 / 11 + 1 / 2) / 5)
+    assert metrics["recall@1"] == pytest.approx(1 / 5)
+    assert metrics["recall@5"] == pytest.approx(3 / 5)
+    assert metrics["recall@10"] == pytest.approx(4 / 5)
+    assert metrics["num_queries"] == 5
+    assert set(metrics) == {"mrr", "recall@1", "recall@5", "recall@10", "num_queries"}
+
+
+def test_retrieval_metrics_cutoff() -> None:
+    # CodeXGLUE style: beyond the cutoff the code is not retrieved at all.
+    metrics = retrieval_metrics([1, 3, 6, 11, 2], cutoff=5, ks=(1, 10))
+    assert metrics["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 2) / 5)
+    assert metrics["recall@10"] == pytest.approx(3 / 5)
+    assert retrieval_metrics([1000, 1001], cutoff=1000)["mrr"] == pytest.approx(1 / 2000)
+
+
+# ----------------------------------------------------------------- reference agreement
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_target_ranks_matches_brute_force_with_ties(seed: int) -> None:
+    queries = integer_embeddings(40, 6, seed)
+    codes = integer_embeddings(300, 6, seed + 100)
+    codes[17] = codes[250]  # an exact duplicate
+    targets = torch.randint(0, 300, (40,), generator=torch.Generator().manual_seed(seed))
+    targets[:3] = torch.tensor([17, 250, 17])
+    expected = brute_force_ranks((queries @ codes.T).tolist(), targets.tolist())
+    assert len(set(expected)) > 5 and expected != sorted(expected)  # a non-trivial case
+    for chunk, q_chunk in [(8192, 512), (1, 1), (7, 3), (64, 40), (299, 13)]:
+        ranks = target_ranks(queries, codes, targets, chunk_size=chunk, query_chunk_size=q_chunk)
+        assert ranks.dtype == torch.long
+        assert ranks.tolist() == expected, (chunk, q_chunk)
+    for cutoff in (1, 10, 1000):
+        clipped = target_ranks(queries, codes, targets, chunk_size=16, cutoff=cutoff)
+        assert clipped.tolist() == [min(r, cutoff + 1) for r in expected]
+    scores = queries @ codes.T
+    mrr = sum(1 / r for r in expected) / len(expected)
+    assert mean_reciprocal_rank(scores, targets) == pytest.approx(mrr, abs=1e-12)
+    mrr10 = sum(1 / r for r in expected if r <= 10) / len(expected)
+    assert mean_reciprocal_rank(scores, targets, cutoff=10) == pytest.approx(mrr10, abs=1e-12)
+    assert retrieval_metrics(target_ranks(queries, codes, targets))["mrr"] == pytest.approx(mrr)
+
+
+def test_target_ranks_matches_brute_force_gaussian_float64() -> None:
+    generator = torch.Generator().manual_seed(7)
+    queries = torch.randn(50, 32, generator=generator, dtype=torch.float64)
+    codes = torch.randn(2000, 32, generator=generator, dtype=torch.float64)
+    targets = torch.randint(0, 2000, (50,), generator=generator)
+    expected = brute_force_ranks((queries @ codes.T).tolist(), targets.tolist())
+    for chunk in (2000, 333, 50):
+        assert target_ranks(queries, codes, targets, chunk_size=chunk).tolist() == expected
+
+
+def test_target_ranks_duplicate_true_code_ties_in_float32() -> None:
+    generator = torch.Generator().manual_seed(3)
+    queries = torch.randn(8, 64, generator=generator)
+    codes = torch.randn(1000, 64, generator=generator)
+    codes[900] = codes[5]  # duplicate in a different chunk than the true code
+    ranks = target_ranks(queries, codes, [5] * 8, chunk_size=128)
+    scores = queries.double() @ codes.double().T  # (8, 1000), exact enough to have no near-ties
+    above = (scores > scores[:, 5:6]).sum(1)
+    assert ranks.tolist() == (above + 2).tolist()  # 1 + above + the tie with code 900
+    assert ranks.tolist() == target_ranks(queries, codes, [900] * 8, chunk_size=128).tolist()
+
+
+def test_target_ranks_scale_and_dtypes() -> None:
+    queries = integer_embeddings(10, 4, 0)
+    codes = integer_embeddings(50, 4, 1)
+    targets = list(range(10))
+    base = target_ranks(queries, codes, targets)
+    assert torch.equal(target_ranks(queries, codes, targets, scale=20.0), base)
+    assert torch.equal(target_ranks(queries.double(), codes, targets), base)
+    assert torch.equal(target_ranks(queries.bfloat16(), codes.bfloat16(), targets), base)
+
+
+def test_input_errors() -> None:
+    q, c = torch.randn(2, 4), torch.randn(3, 4)
+    with pytest.raises(ValueError, match="targets must lie in"):
+        target_ranks(q, c, [0, 3])
+    with pytest.raises(ValueError, match="targets must have shape"):
+        target_ranks(q, c, [0])
+    with pytest.raises(ValueError, match="integer"):
+        target_ranks(q, c, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="share their dim"):
+        target_ranks(q, torch.randn(3, 5), [0, 1])
+    with pytest.raises(ValueError, match="chunk_size"):
+        target_ranks(q, c, [0, 1], chunk_size=0)
+    with pytest.raises(ValueError, match="cutoff"):
+        target_ranks(q, c, [0, 1], cutoff=0)
+    with pytest.raises(ValueError, match="NaN"):
+        target_ranks(torch.tensor([[math.nan, 0.0, 0.0, 0.0]]), c, [0])
+    with pytest.raises(ValueError, match="NaN"):
+        mean_reciprocal_rank(torch.tensor([[math.nan, 1.0]]), [1])
+    with pytest.raises(ValueError, match="ranks must be >= 1"):
+        retrieval_metrics([0, 1])
+    with pytest.raises(ValueError, match="non-empty"):
+        retrieval_metrics([])
+
+
+# ----------------------------------------------------------------- evaluate_retrieval
+class FakeModel:
+    """Stands in for BiEncoder: fixed embeddings per text, records how it was called."""
+
+    scale = 20.0
+
+    def __init__(self, table: dict[str, list[float]]) -> None:
+        self.table = table
+        self.calls: list[dict] = []
+
+    def encode_texts(self, texts, side="query", max_length=128, **kwargs):
+        self.calls.append({"side": side, "max_length": max_length, "n": len(texts), **kwargs})
+        return torch.tensor([self.table[t] for t in texts])
+
+
+def test_evaluate_retrieval_with_a_fake_model() -> None:
+    table = {
+        "q0": [1.0, 0.0], "q1": [0.0, 1.0], "q2": [1.0, 1.0],
+        "c0": [2.0, 0.0], "c1": [1.0, 1.0], "c2": [2.0, 3.0], "c3": [2.0, 1.0],
+    }  # fmt: skip
+    model = FakeModel(table)
+    metrics = evaluate_retrieval(
+        model, ["q0", "q1", "q2"], ["c0", "c1", "c2", "c3"], [0, 2, 1],
+        batch_size=5, max_query_length=16, max_code_length=32, show_progress=False,
+    )  # fmt: skip
+    # q0 scores [2, 1, 2, 2] -> rank 3; q1 [0, 1, 3, 1] -> rank 1; q2 [2, 2, 5, 3] -> rank 4
+    assert metrics["mrr"] == pytest.approx((1 / 3 + 1 + 1 / 4) / 3)
+    assert metrics["recall@1"] == pytest.approx(1 / 3)
+    assert metrics["recall@5"] == pytest.approx(1.0)
+    assert metrics["num_queries"] == 3
+    assert [(c["side"], c["max_length"], c["n"], c["batch_size"]) for c in model.calls] == [
+        ("query", 16, 3, 5),
+        ("code", 32, 4, 5),
+    ]
+    cut = evaluate_retrieval(
+        model, ["q0", "q1", "q2"], ["c0", "c1", "c2", "c3"], [0, 2, 1], cutoff=3,
+        show_progress=False,
+    )  # fmt: skip
+    assert cut["mrr"] == pytest.approx((1 / 3 + 1) / 3)
+    with pytest.raises(ValueError, match="one code index per query"):
+        evaluate_retrieval(model, ["q0"], ["c0"], [0, 0], show_progress=False)

@@ -1,0 +1,157 @@
+"""SoftInfoNCETrainer end to end on a tiny random BERT: loss, logging, selection, resume."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+datasets = pytest.importorskip("datasets")
+from transformers import BertConfig, BertModel, BertTokenizerFast, TrainerCallback  # noqa: E402
+
+from soft_infonce import SoftInfoNCELoss  # noqa: E402
+from soft_infonce.modeling import BiEncoder  # noqa: E402
+from soft_infonce.trainer import (  # noqa: E402
+    SoftInfoNCETrainer,
+    SoftInfoNCETrainingArguments,
+    build_loss,
+)
+
+VERBS = "read write sort parse open close load save split join count find".split()
+NOUNS = "file list json string number line table key value path url name".split()
+CODE_WORDS = [f"v{i}" for i in range(len(VERBS))] + [f"n{i}" for i in range(len(NOUNS))]
+
+
+def make_pairs(n: int, seed: int) -> datasets.Dataset:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        verb, noun = rng.choice(VERBS), rng.choice(NOUNS)
+        # the code side speaks its own vocabulary: only training can match the two sides
+        code = f"def v{VERBS.index(verb)} _ n{NOUNS.index(noun)} ( x ) : return x"
+        rows.append({"query": f"{verb} a {noun}", "code": code, "url": f"u{i}"})
+    return datasets.Dataset.from_list(rows)
+
+
+@pytest.fixture()
+def tiny_model(tmp_path) -> BiEncoder:
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "def", "(", ")", ":", "return",
+             "x", "_", *VERBS, *NOUNS, *CODE_WORDS]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab))
+    tokenizer = BertTokenizerFast(str(tmp_path / "vocab.txt"))  # transformers 5: positional
+    torch.manual_seed(0)
+    encoder = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, intermediate_size=37,
+                                   max_position_embeddings=64))
+    return BiEncoder(encoder, tokenizer, pooling="mean", normalize=True, scale=20.0)
+
+
+def make_args(tmp_path, **overrides) -> SoftInfoNCETrainingArguments:
+    settings = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,
+                    per_device_eval_batch_size=16, learning_rate=5e-4, max_steps=6,
+                    eval_strategy="steps", eval_steps=3, save_strategy="steps", save_steps=3,
+                    logging_steps=1, report_to="none", seed=7, loss="soft", estimator="bm25",
+                    max_query_length=16, max_code_length=16, metric_for_best_model="mrr",
+                    load_best_model_at_end=True, disable_tqdm=True, use_cpu=True)
+    settings.update(overrides)
+    return SoftInfoNCETrainingArguments(**settings)
+
+
+def test_arguments_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="loss must be one of"):
+        make_args(tmp_path, loss="triplet")
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        make_args(tmp_path, estimator="tfidf")
+    with pytest.raises(ValueError, match="estimator_model"):
+        make_args(tmp_path, estimator="trained")
+    assert make_args(tmp_path).dataloader_drop_last, "in-batch negatives need full batches"
+
+
+def test_build_loss_uses_the_estimator_preset(tmp_path):
+    loss = build_loss(make_args(tmp_path, estimator="bm25"))
+    assert isinstance(loss, SoftInfoNCELoss)
+    assert (loss.alpha, loss.beta, loss.temperature) == (1.5, 0.5, 1.0)
+    loss = build_loss(make_args(tmp_path, estimator="uniform", alpha=1.1, temperature=0.3))
+    assert (loss.alpha, loss.beta, loss.temperature) == (1.1, 0.7, 0.3)
+
+
+def test_compute_loss_equals_the_loss_on_the_model_embeddings(tmp_path, tiny_model):
+    args = make_args(tmp_path, eval_strategy="no", load_best_model_at_end=False)
+    train = make_pairs(16, seed=0)
+    trainer = SoftInfoNCETrainer(tiny_model, args, train_dataset=train)
+    batch = trainer.data_collator([train[i] for i in range(8)])
+    tiny_model.eval()  # no dropout, so both paths see the same network
+    loss = trainer.compute_loss(tiny_model, batch, num_items_in_batch=8)
+    q = tiny_model.encode_texts(batch["queries"], side="query", max_length=16)
+    c = tiny_model.encode_texts(batch["codes"], side="code", max_length=16)
+    ref = trainer.loss_fn(q, c, queries=batch["queries"], codes=batch["codes"])
+    assert abs(loss.item() - ref.item()) < 1e-4
+
+
+def test_training_logs_weights_selects_on_validation_and_learns(tmp_path, tiny_model):
+    train, valid = make_pairs(64, seed=1), make_pairs(24, seed=2)
+    args = make_args(tmp_path, max_steps=12, eval_steps=4, save_steps=4, learning_rate=2e-3)
+    trainer = SoftInfoNCETrainer(tiny_model, args, train_dataset=train, eval_dataset=valid)
+    before = trainer.evaluate()["eval_mrr"]
+    trainer.train()
+    history = trainer.state.log_history
+    train_logs = [h for h in history if "loss" in h]
+    evals = [h for h in history if "eval_mrr" in h and h.get("step", 0) > 0]
+    assert train_logs and all("weight_mean" in h and "weight_clamped" in h for h in train_logs)
+    assert all(0.1 <= h["weight_min"] <= h["weight_mean"] for h in train_logs)
+    best = max(e["eval_mrr"] for e in evals)
+    assert trainer.state.best_metric == pytest.approx(best)
+    assert trainer.evaluate()["eval_mrr"] == pytest.approx(best, abs=1e-6)  # best reloaded
+    assert best > before
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+        return control
+
+
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, tiny_model):
+    import copy
+
+    train, valid = make_pairs(64, seed=3), make_pairs(16, seed=4)
+    initial = copy.deepcopy(tiny_model.state_dict())
+    settings = dict(load_best_model_at_end=False, save_total_limit=None, max_steps=6)
+
+    full = SoftInfoNCETrainer(tiny_model, make_args(tmp_path / "a", **settings),
+                              train_dataset=train, eval_dataset=valid)
+    full.train()
+    expected = full.evaluate()
+
+    tiny_model.load_state_dict(initial)
+    broken = SoftInfoNCETrainer(tiny_model, make_args(tmp_path / "b", **settings),
+                                train_dataset=train, eval_dataset=valid, callbacks=[StopAt(3)])
+    broken.train()
+    assert broken.state.global_step == 3
+    tiny_model.load_state_dict(initial)  # the resumed run must restore everything itself
+    resumed = SoftInfoNCETrainer(tiny_model, make_args(tmp_path / "b", **settings),
+                                 train_dataset=train, eval_dataset=valid)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-3"))
+    got = resumed.evaluate()
+    assert got["eval_mrr"] == pytest.approx(expected["eval_mrr"], abs=1e-6)
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_extra_columns_survive_and_are_dropped(tmp_path, tiny_model):
+    train = make_pairs(16, seed=5).add_column("language", ["python"] * 16)
+    trainer = SoftInfoNCETrainer(tiny_model, make_args(tmp_path, max_steps=1, eval_strategy="no",
+                                                       save_strategy="no",
+                                                       load_best_model_at_end=False),
+                                 train_dataset=train)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["queries"] and batch["codes"]
+    assert "language" not in batch
+    trainer.train()
