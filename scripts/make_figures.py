@@ -107,28 +107,36 @@ def weight_distribution(batches: list[dict], with_minilm: bool) -> dict[str, tor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="a CodeXGLUE Code-Text JSON-lines file")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="a CodeXGLUE Code-Text JSON-lines file"
+    )
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no_minilm", action="store_true", help="BM25 only (no encoder)")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="results.json of examples/run_codesearch.py: also draw MRR curves")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="results.json of examples/run_codesearch.py: also draw MRR curves",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     started = time.time()
 
-    plot_weight_curves(["bm25", "simcse", "trained"], args.out / "weight_curves.png",
-                       batch_size=args.batch_size)
+    plot_weight_curves(
+        ["bm25", "simcse", "trained"], args.out / "weight_curves.png", batch_size=args.batch_size
+    )
     print(f"wrote {args.out / 'weight_curves.png'}")
 
     if args.data.is_file():
         batches = ruby_batches(args.data, args.batches, args.batch_size, args.seed)
         weights = weight_distribution(batches, with_minilm=not args.no_minilm)
-        title = (f"Negative weights, {args.batches} batches of {args.batch_size} "
-                 f"CodeSearchNet-Ruby pairs")
+        title = (
+            f"Negative weights, {args.batches} batches of {args.batch_size} "
+            f"CodeSearchNet-Ruby pairs"
+        )
         plot_weight_distribution(weights, args.out / "weight_distribution.png", title=title)
         print(f"wrote {args.out / 'weight_distribution.png'}")
     else:

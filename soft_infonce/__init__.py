@@ -87,6 +87,11 @@ if TYPE_CHECKING:  # pragma: no cover
         TrainedModelEstimator,
         UniformEstimator,
     )
-    from .evaluation import evaluate_retrieval, mean_reciprocal_rank, retrieval_metrics, target_ranks
+    from .evaluation import (
+        evaluate_retrieval,
+        mean_reciprocal_rank,
+        retrieval_metrics,
+        target_ranks,
+    )
     from .modeling import BiEncoder
     from .trainer import SoftInfoNCETrainer, SoftInfoNCETrainingArguments

@@ -81,7 +81,7 @@ class _GatherWithGrad(torch.autograd.Function):
         # Every process's loss used every slice: the slice's gradient is the sum over the
         # processes. An all-reduce of the whole (small) gradient works on every backend.
         total = grad.contiguous().clone()
-        pass
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
         return total[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
 
 

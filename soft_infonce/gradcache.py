@@ -75,8 +75,11 @@ def _side_size(inputs: Mapping[str, Any], side: str) -> int:
             f"inputs must hold the tensor {key!r} (the collator's batch dict), got "
             f"{type(value).__name__}"
         )
-    sizes = {k: v.shape[0] for k, v in inputs.items()
-             if k.startswith(f"{side}_") and isinstance(v, Tensor) and v.dim() >= 1}
+    sizes = {
+        k: v.shape[0]
+        for k, v in inputs.items()
+        if k.startswith(f"{side}_") and isinstance(v, Tensor) and v.dim() >= 1
+    }
     if len(set(sizes.values())) != 1:
         raise ValueError(f"the {side}_* tensors of inputs must share dim 0, got sizes {sizes}")
     return int(value.shape[0])
@@ -96,8 +99,11 @@ def split_inputs(inputs: Mapping[str, Any], chunks: int) -> list[dict[str, Tenso
     Returns:
         ``chunks`` dicts of tensors, piece ``k`` holding query chunk ``k`` and code chunk ``k``.
     """
-    tensors = {k: v for k, v in inputs.items()
-               if isinstance(v, Tensor) and k.startswith(_SIDES) and v.dim() >= 1}
+    tensors = {
+        k: v
+        for k, v in inputs.items()
+        if isinstance(v, Tensor) and k.startswith(_SIDES) and v.dim() >= 1
+    }
     parts = {k: torch.tensor_split(v, chunks, dim=0) for k, v in tensors.items()}
     return [{k: parts[k][i] for k in parts} for i in range(chunks)]
 
@@ -144,8 +150,11 @@ def grad_cached_step(
         ...                         batch, mini_batch_size=32)  # doctest: +SKIP
         >>> optimizer.step()  # doctest: +SKIP
     """
-    if isinstance(mini_batch_size, bool) or not isinstance(mini_batch_size, int) \
-            or mini_batch_size < 1:
+    if (
+        isinstance(mini_batch_size, bool)
+        or not isinstance(mini_batch_size, int)
+        or mini_batch_size < 1
+    ):
         raise ValueError(f"mini_batch_size must be an int >= 1, got {mini_batch_size!r}")
     if not isinstance(inputs, Mapping):
         raise ValueError(f"inputs must be the collator's batch dict, got {type(inputs).__name__}")

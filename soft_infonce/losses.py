@@ -11,7 +11,8 @@ Every loss here shares one forward path (:class:`ContrastiveLoss`)::
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -42,10 +43,11 @@ PRESETS: dict[str, tuple[float, float, float]] = {
 CITATION = """@inproceedings{li-etal-2023-rethinking,
     title = "Rethinking Negative Pairs in Code Search",
     author = "Li, Haochen and Zhou, Xin and Tuan, Luu Anh and Miao, Chunyan",
-    booktitle = "Proceedings of the 2023 Conference on Empirical Methods in Natural Language Processing",
+    booktitle = "Proceedings of the 2023 Conference on Empirical Methods in Natural
+                 Language Processing",
     year = "2023",
     publisher = "Association for Computational Linguistics",
-    url = "https://aclanthology.org/2023.emnlp-main.771",
+    url = "https://aclanthology.org/2023.emnlp-main.786",
 }"""
 
 
@@ -154,7 +156,8 @@ class ContrastiveLoss(nn.Module):
         if candidate_queries is None and queries is not None and m == n:
             candidate_queries = queries
         g = self._gather(code_embeddings, queries, codes, candidate_queries)
-        all_codes, offset, codes, candidate_queries = g.codes, g.offset, g.texts, g.candidate_queries
+        all_codes, offset = g.codes, g.offset
+        codes, candidate_queries = g.texts, g.candidate_queries
         labels = torch.arange(n, device=query_embeddings.device) + offset
         scores = self.scale * query_embeddings.float() @ all_codes.float().T  # (N, world * M)
         sim = self._similarity(similarity, scores.shape, queries, codes, candidate_queries)

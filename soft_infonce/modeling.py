@@ -24,6 +24,7 @@ CONFIG_NAME = "bi_encoder.json"
 POOLING_MODES = ("mean", "cls", "pooler")
 INPUT_LAYOUTS = ("plain", "unixcoder")
 SIDES = ("query", "code")
+SETTINGS = ("pooling", "normalize", "scale", "input_layout")  # what bi_encoder.json holds
 
 
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
@@ -45,10 +46,11 @@ class BiEncoder(nn.Module):
             ``soft_infonce.data.collator.tokenize_texts`` (``"plain"`` or ``"unixcoder"``).
 
     Example:
-        >>> model = BiEncoder.from_pretrained("path/to/all-MiniLM-L6-v2", normalize=True)
-        >>> q = model.encode_texts(["read a json file"], side="query")
-        >>> c = model.encode_texts(["def load(p): return json.load(open(p))"], side="code")
-        >>> scores = model.similarity(q, c)  # (1, 1)
+        >>> model = BiEncoder.from_pretrained("all-MiniLM-L6-v2/", normalize=True)  # doctest: +SKIP
+        >>> q = model.encode_texts(["read a json file"], side="query")  # doctest: +SKIP
+        >>> c = model.encode_texts(["def load(p): ..."], side="code")  # doctest: +SKIP
+        >>> model.similarity(q, c).shape  # doctest: +SKIP
+        torch.Size([1, 1])
     """
 
     def __init__(
@@ -65,9 +67,7 @@ class BiEncoder(nn.Module):
         _check_choice("input_layout", input_layout, INPUT_LAYOUTS)
         if not isinstance(normalize, bool):
             raise ValueError(f"normalize must be a bool, got {normalize!r}")
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
-        if scale == float("inf"):
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < 1e30:
             raise ValueError(f"scale must be a positive finite number, got {scale!r}")
         if pooling == "pooler" and hasattr(encoder, "pooler") and encoder.pooler is None:
             raise ValueError(
@@ -84,12 +84,7 @@ class BiEncoder(nn.Module):
     # ------------------------------------------------------------------ configuration
     def get_config_dict(self) -> dict[str, Any]:
         """The settings saved in ``bi_encoder.json``."""
-        return {
-            "pooling": self.pooling,
-            "normalize": self.normalize,
-            "scale": self.scale,
-            "input_layout": self.input_layout,
-        }
+        return {name: getattr(self, name) for name in SETTINGS}
 
     @property
     def device(self) -> torch.device:
@@ -122,11 +117,9 @@ class BiEncoder(nn.Module):
         """
         from transformers import AutoModel, AutoTokenizer
 
-        unknown = sorted(set(overrides) - {"pooling", "normalize", "scale", "input_layout"})
+        unknown = sorted(set(overrides) - set(SETTINGS))
         if unknown:
-            raise ValueError(
-                f"overrides must be among pooling, normalize, scale, input_layout, got {unknown!r}"
-            )
+            raise ValueError(f"overrides must be among {list(SETTINGS)}, got {unknown!r}")
         path = os.fspath(path)
         is_dir = os.path.isdir(path)
         if local_files_only and not is_dir:
@@ -350,7 +343,7 @@ def _read_config(path: str, *, is_dir: bool, local_files_only: bool) -> dict[str
         settings = json.load(handle)
     if not isinstance(settings, dict):
         raise ValueError(f"{CONFIG_NAME} must hold a JSON object, got {settings!r}")
-    unknown = sorted(set(settings) - {"pooling", "normalize", "scale", "input_layout"})
+    unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         logger.warning("Ignoring unknown keys %s in %s.", unknown, file)
     return {key: value for key, value in settings.items() if key not in unknown}

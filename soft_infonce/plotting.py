@@ -134,19 +134,32 @@ def plot_weight_distribution(
     if high - low < 1e-6:  # all equal (e.g. InfoNCE): give the bars some width
         low, high = low - 0.05, high + 0.05
     edges = torch.linspace(low, high, bins + 1, dtype=torch.float64).tolist()
-    figure, axes_list = _new_figure(len(values), 1, width=6.0, height=2.2, sharex=True)
+    figure, axes_list = _new_figure(len(values), 1, width=6.0, height=2.2, sharex=True, sharey=True)
     for axes, (name, v) in zip(axes_list, values.items()):
         fraction = torch.full_like(v, 1.0 / v.numel()).numpy()
-        *_, bars = axes.hist(v.numpy(), bins=edges, weights=fraction, color="tab:blue",
-                             alpha=0.8, edgecolor="black", linewidth=0.4)
+        *_, bars = axes.hist(
+            v.numpy(),
+            bins=edges,
+            weights=fraction,
+            color="tab:blue",
+            alpha=0.8,
+            edgecolor="black",
+            linewidth=0.4,
+        )
         bars.set_label(name)
         axes.axvline(1.0, color="black", linestyle="--", linewidth=1.0, label="_w = 1")
         axes.set_yscale("log")
         axes.set_ylabel("fraction")
         axes.set_title(name, fontsize=9)
-        axes.text(0.02, 0.95, f"{v.numel()} negatives\nmean {float(v.mean()):.3f}\n"
-                  f"min {float(v.min()):.3f}\nmax {float(v.max()):.3f}",
-                  transform=axes.transAxes, va="top", fontsize=8)
+        axes.text(
+            0.02,
+            0.95,
+            f"{v.numel()} negatives\nmean {float(v.mean()):.3f}\n"
+            f"min {float(v.min()):.3f}\nmax {float(v.max()):.3f}",
+            transform=axes.transAxes,
+            va="top",
+            fontsize=8,
+        )
     axes_list[-1].set_xlabel("weight $w_{ij}$ of a negative (Eq. 4); dashed: w = 1 (InfoNCE)")
     if title:
         figure.suptitle(title)
@@ -154,8 +167,9 @@ def plot_weight_distribution(
     return figure
 
 
-def _curve_settings(presets: CurveSpec | Sequence[CurveSpec] | Mapping[str, Sequence[float]]
-                    ) -> list[tuple[str, float, float, float]]:
+def _curve_settings(
+    presets: CurveSpec | Sequence[CurveSpec] | Mapping[str, Sequence[float]],
+) -> list[tuple[str, float, float, float]]:
     """``[(label, alpha, beta, t), ...]`` from names, triples or a name -> triple mapping."""
     if isinstance(presets, str):
         presets = [presets]
@@ -240,7 +254,10 @@ def weight_curve(
 
 def plot_weight_curves(
     presets: CurveSpec | Sequence[CurveSpec] | Mapping[str, Sequence[float]] = (
-        "bm25", "simcse", "trained"),
+        "bm25",
+        "simcse",
+        "trained",
+    ),
     path: str | os.PathLike[str] | None = None,
     batch_size: int = 32,
     *,
@@ -318,8 +335,10 @@ def _runs(results: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(runs, Mapping):
         return dict(runs)
     if isinstance(runs, list):
-        return {str(r.get("name", f"run {i}")) if isinstance(r, Mapping) else f"run {i}": r
-                for i, r in enumerate(runs)}
+        return {
+            str(r.get("name", f"run {i}")) if isinstance(r, Mapping) else f"run {i}": r
+            for i, r in enumerate(runs)
+        }
     if "history" in results or "log_history" in results:
         return {str(results.get("name", "run")): results}
     return {str(k): v for k, v in results.items() if isinstance(v, (Mapping, list))}

@@ -25,7 +25,6 @@ from torch import Tensor, nn
 try:
     from sentence_transformers.base.losses.gradcache import (
         CachedLossMixin,
-        _validate_mini_batch_num_tokens,
         has_static_embedding_input,
     )
     from sentence_transformers.base.losses.merged_forward import embed_columns
@@ -111,36 +110,34 @@ class SoftInfoNCELoss(nn.Module):
         Li, Zhou, Tuan, Miao. Rethinking Negative Pairs in Code Search. EMNLP 2023.
 
     Inputs:
-        +-------------------------------------------------+--------+
-        | Texts                                           | Labels |
-        +=================================================+========+
-        | (anchor, positive) pairs                        | none   |
-        | (anchor, positive, negative_1, ..., negative_n) | none   |
-        +-------------------------------------------------+--------+
-
-        Hard-negative columns become extra candidates (``M = N * (1 + n)``), scored by the
-        estimator too; they have no paired query, so a ``"query-query"`` estimator needs
-        pairs only.
+        Columns ``(anchor, positive)`` or ``(anchor, positive, negative_1, ..., negative_n)``;
+        no labels. Hard-negative columns become extra candidates (``M = N * (1 + n)``),
+        scored by the estimator too; they have no paired query, so a ``"query-query"``
+        estimator takes pairs only.
 
     Relations:
         :class:`CachedSoftInfoNCELoss` is the GradCache version (large batches, little
         memory); :class:`soft_infonce.SoftInfoNCELoss` is the plain PyTorch face.
 
     Example:
-        ::
+        ```python
+        from datasets import Dataset
+        from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+        from soft_infonce.estimators import BM25Estimator
+        from soft_infonce.sentence_transformers import SoftInfoNCEDataCollator, SoftInfoNCELoss
 
-            from datasets import Dataset
-            from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-            from soft_infonce.estimators import BM25Estimator
-            from soft_infonce.sentence_transformers import SoftInfoNCEDataCollator, SoftInfoNCELoss
-
-            model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")
-            train = Dataset.from_dict({"query": ["sort a list", "read a file", ...],
-                                       "code": ["def f(x): return sorted(x)", ...]})
-            loss = SoftInfoNCELoss(model, BM25Estimator())
-            trainer = SentenceTransformerTrainer(model=model, train_dataset=train, loss=loss,
-                                                 data_collator=SoftInfoNCEDataCollator(model.preprocess))
-            trainer.train()
+        model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")
+        train = Dataset.from_dict({
+            "query": ["sort a list", "read a file", "parse json", "write a file", "sum values"],
+            "code": ["sorted(x)", "open(p).read()", "json.loads(s)", "open(p, 'w').write(s)",
+                     "sum(v)"],
+        })
+        trainer = SentenceTransformerTrainer(
+            model=model, train_dataset=train, loss=SoftInfoNCELoss(model, BM25Estimator()),
+            data_collator=SoftInfoNCEDataCollator(model.preprocess),
+        )
+        trainer.train()
+        ```
     """
 
     def __init__(
@@ -208,8 +205,10 @@ class SoftInfoNCELoss(nn.Module):
             return [list(f[TEXT_KEY]) for f in sentence_features]
         model = getattr(self.model, "module", self.model)  # DDP
         tokenizer = getattr(getattr(model, "_orig_mod", model), "tokenizer", None)
-        if not self.decode_missing_texts or tokenizer is None or any(
-            "input_ids" not in f for f in sentence_features
+        if (
+            not self.decode_missing_texts
+            or tokenizer is None
+            or any("input_ids" not in f for f in sentence_features)
         ):
             raise ValueError(
                 f"{type(self).__name__} needs the raw texts for its estimator, got features "
@@ -339,10 +338,18 @@ class CachedSoftInfoNCELoss(CachedLossMixin, nn.Module):
     dropout), at the cost of a second forward pass; the estimator runs once per batch.
 
     Args:
-        model, estimator, alpha, beta, temperature, min_weight, scale, similarity_fct,
-        gather_across_devices, decode_missing_texts: as :class:`SoftInfoNCELoss`.
+        model: the SentenceTransformer to train.
+        estimator: any :class:`~soft_infonce.WeightEstimator`.
+        alpha: as :class:`SoftInfoNCELoss` (``None``: the estimator's preset).
+        beta: as :class:`SoftInfoNCELoss`.
+        temperature: as :class:`SoftInfoNCELoss`.
+        min_weight: as :class:`SoftInfoNCELoss`.
+        scale: as :class:`SoftInfoNCELoss`.
+        similarity_fct: as :class:`SoftInfoNCELoss`.
         mini_batch_size: rows embedded (and anchors scored) at a time.
         mini_batch_num_tokens: cap mini-batches by non-padding tokens instead.
+        gather_across_devices: as :class:`SoftInfoNCELoss`.
+        decode_missing_texts: as :class:`SoftInfoNCELoss`.
         show_progress_bar: show the mini-batch progress.
 
     Example:
@@ -369,16 +376,31 @@ class CachedSoftInfoNCELoss(CachedLossMixin, nn.Module):
         super().__init__()
         if not (isinstance(mini_batch_size, int) and mini_batch_size > 0):
             raise ValueError(f"mini_batch_size must be a positive int, got {mini_batch_size!r}")
-        _validate_mini_batch_num_tokens(mini_batch_num_tokens)
+        if mini_batch_num_tokens is not None and not (
+            isinstance(mini_batch_num_tokens, int) and mini_batch_num_tokens > 0
+        ):
+            raise ValueError(
+                "mini_batch_num_tokens must be a positive int or None, got "
+                f"{mini_batch_num_tokens!r}"
+            )
         if has_static_embedding_input(model):
             raise ValueError(
                 "model must embed batched token ids, got a StaticEmbedding model whose inputs "
                 "cannot be split into mini-batches: use SoftInfoNCELoss"
             )
         self.model = model
-        self.loss = SoftInfoNCELoss(model, estimator, alpha, beta, temperature, min_weight,
-                                    scale, similarity_fct, gather_across_devices,
-                                    decode_missing_texts)
+        self.loss = SoftInfoNCELoss(
+            model,
+            estimator,
+            alpha=alpha,
+            beta=beta,
+            temperature=temperature,
+            min_weight=min_weight,
+            scale=scale,
+            similarity_fct=similarity_fct,
+            gather_across_devices=gather_across_devices,
+            decode_missing_texts=decode_missing_texts,
+        )
         self.mini_batch_size = mini_batch_size
         self.mini_batch_num_tokens = mini_batch_num_tokens
         self.show_progress_bar = show_progress_bar
@@ -409,8 +431,11 @@ class CachedSoftInfoNCELoss(CachedLossMixin, nn.Module):
 
     def get_config_dict(self) -> dict[str, Any]:
         """The settings shown on the model card."""
-        return {**self.loss.get_config_dict(), "mini_batch_size": self.mini_batch_size,
-                "mini_batch_num_tokens": self.mini_batch_num_tokens}
+        return {
+            **self.loss.get_config_dict(),
+            "mini_batch_size": self.mini_batch_size,
+            "mini_batch_num_tokens": self.mini_batch_num_tokens,
+        }
 
     @property
     def citation(self) -> str:

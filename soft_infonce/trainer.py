@@ -135,6 +135,11 @@ def build_loss(
         return InfoNCELoss(**common)
     preset = PRESETS.get(_PRESET_OF[args.estimator] or "", (1.3, 0.7, 1.0))
     temperature = args.temperature if args.temperature is not None else preset[2]
+    if args.temperature is None and args.estimator == "trained":
+        # The paper tuned t = 5 on the trained model's own scores, scale * q . c; the estimator
+        # returns q . c, so the same softmax needs t / scale (0.25 for cosine x 20).
+        frozen_scale = float(getattr(getattr(estimator, "model", None), "scale", 1.0))
+        temperature = preset[2] / frozen_scale
     with_estimator = {**common, "estimator": estimator}
     if args.loss == "soft":
         return SoftInfoNCELoss(
@@ -204,17 +209,34 @@ class SoftInfoNCETrainer(Trainer):
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None):
         """Embed queries and codes, then apply the loss with the batch's raw texts."""
-        if self.args.mini_batch_size is not None and model.training:
-            from .gradcache import cached_loss_and_backward  # noqa: F401  (issue 5)
         tensors = {k: v for k, v in inputs.items() if isinstance(v, torch.Tensor)}
         query_embeddings, code_embeddings = model(**tensors)
         loss = self.loss_fn(query_embeddings, code_embeddings, queries=inputs.get("queries"),
                             codes=inputs.get("codes"))
         if model.training:
-            for key, value in self.loss_fn.last_statistics.items():
-                self._statistics[key].append(value)
+            self._record_statistics()
         outputs = {"query_embeddings": query_embeddings, "code_embeddings": code_embeddings}
         return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model, inputs: dict[str, Any],
+                      num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+        """The usual step, or a gradient-cached one when ``args.mini_batch_size`` is set."""
+        if self.args.mini_batch_size is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        from .gradcache import grad_cached_step
+
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        steps = self.current_gradient_accumulation_steps
+        with self.compute_loss_context_manager():
+            loss = grad_cached_step(model, self.loss_fn, inputs, self.args.mini_batch_size,
+                                    backward=lambda value: self.accelerator.backward(value / steps))
+        self._record_statistics()
+        return loss.detach() / steps
+
+    def _record_statistics(self) -> None:
+        for key, value in self.loss_fn.last_statistics.items():
+            self._statistics[key].append(value)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the mean weight statistics since the last log to the training logs."""

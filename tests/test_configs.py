@@ -204,12 +204,12 @@ def test_estimator_models_point_where_earlier_steps_save(parsed, script) -> None
             ((loss, _),) = script.parse_runs(parsed[f"{model}_{lang}_infonce"][1].runs)
             saved = Path(infonce_args.output_dir) / loss / "best"
             assert Path(args.estimator_model) == saved, stem
-            assert saved.as_posix() == f"outputs/{model}-{lang}/infonce/infonce/best"
+            assert saved.as_posix() == f"outputs/{model}-{lang}/infonce/best"
         elif run == "soft_simcse":
             simcse_paths.add(args.estimator_model)
         else:
             assert args.estimator_model is None, stem
-    assert simcse_paths == {"outputs/simcse/best"}  # one model for all languages (Section 5)
+    assert simcse_paths == {"outputs/simcse/final"}  # one model for all languages (Section 5)
 
 
 def test_every_run_writes_to_its_own_folder(parsed) -> None:

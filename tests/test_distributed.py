@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -73,8 +75,10 @@ class BagOfWords(nn.Module):
         return F.normalize(self.projection(torch.tanh(summed)), dim=-1)
 
     def forward(self, query_input_ids, query_attention_mask, code_input_ids, code_attention_mask):
-        return (self.encode(query_input_ids, query_attention_mask),
-                self.encode(code_input_ids, code_attention_mask))
+        return (
+            self.encode(query_input_ids, query_attention_mask),
+            self.encode(code_input_ids, code_attention_mask),
+        )
 
 
 def tokenize(texts: list[str], width: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,23 +92,34 @@ def tokenize(texts: list[str], width: int = 6) -> tuple[torch.Tensor, torch.Tens
 
 def batch(rows: slice) -> dict:
     (qi, qm), (ci, cm) = tokenize(QUERIES[rows]), tokenize(CODES[rows])
-    return {"query_input_ids": qi, "query_attention_mask": qm, "code_input_ids": ci,
-            "code_attention_mask": cm, "queries": QUERIES[rows], "codes": CODES[rows]}
+    return {
+        "query_input_ids": qi,
+        "query_attention_mask": qm,
+        "code_input_ids": ci,
+        "code_attention_mask": cm,
+        "queries": QUERIES[rows],
+        "codes": CODES[rows],
+    }
 
 
 CASES = {
     "infonce": lambda g: InfoNCELoss(scale=5.0, gather_across_devices=g),
-    "infonce_symmetric": lambda g: InfoNCELoss(scale=5.0, symmetric=True,
-                                               gather_across_devices=g),
-    "soft_query_code": lambda g: SoftInfoNCELoss(1.3, 0.7, 0.2, scale=5.0,
-                                                 estimator=QueryCodeOverlap(),
-                                                 gather_across_devices=g),
-    "soft_query_query": lambda g: SoftInfoNCELoss(1.3, 0.7, 0.2, scale=5.0,
-                                                  estimator=QueryQueryOverlap(),
-                                                  gather_across_devices=g),
-    "soft_symmetric": lambda g: SoftInfoNCELoss(1.3, 0.7, 0.2, scale=5.0, symmetric=True,
-                                                estimator=QueryCodeOverlap(),
-                                                gather_across_devices=g),
+    "infonce_symmetric": lambda g: InfoNCELoss(scale=5.0, symmetric=True, gather_across_devices=g),
+    "soft_query_code": lambda g: SoftInfoNCELoss(
+        1.3, 0.7, 0.2, scale=5.0, estimator=QueryCodeOverlap(), gather_across_devices=g
+    ),
+    "soft_query_query": lambda g: SoftInfoNCELoss(
+        1.3, 0.7, 0.2, scale=5.0, estimator=QueryQueryOverlap(), gather_across_devices=g
+    ),
+    "soft_symmetric": lambda g: SoftInfoNCELoss(
+        1.3,
+        0.7,
+        0.2,
+        scale=5.0,
+        symmetric=True,
+        estimator=QueryCodeOverlap(),
+        gather_across_devices=g,
+    ),
 }
 
 
@@ -140,9 +155,14 @@ def _worker(rank: int, store: str, out: str) -> None:
         g = gather_candidates(x, QUERIES[rank * 2 : rank * 2 + 2], ["c"] * 2, None)
         (g.codes * torch.arange(1.0, 5.0)[:, None]).sum().backward()
         tensors["x_grad"] = x.grad
-        facts.update(offset=g.offset, texts=g.texts, queries=g.queries,
-                     candidate_queries=g.candidate_queries, objects=gather_objects([rank, "r"]),
-                     gathered=g.codes[:, 0].tolist())
+        facts.update(
+            offset=g.offset,
+            texts=g.texts,
+            queries=g.queries,
+            candidate_queries=g.candidate_queries,
+            objects=gather_objects([rank, "r"]),
+            gathered=g.codes[:, 0].tolist(),
+        )
         try:
             gather_with_grad(torch.zeros(rank + 1, 2))
         except ValueError as error:
@@ -177,11 +197,16 @@ def test_two_processes_match_one_process_with_the_global_batch(ranks, name, mini
     assert sum(local_losses) / WORLD == pytest.approx(loss.item(), abs=1e-5)
     for tensors, _ in ranks:  # DDP leaves the same averaged gradient on every process
         for n, expected in grads.items():
-            torch.testing.assert_close(tensors[f"{key}/grad/{n}"], expected, atol=1e-5,
-                                       rtol=1e-5, msg=n)
+            torch.testing.assert_close(
+                tensors[f"{key}/grad/{n}"], expected, atol=1e-5, rtol=1e-5, msg=n
+            )
     # Without the gather each process would see only its own codes: a different loss.
-    alone = [step(BagOfWords(), CASES[name](False), batch(slice(r * LOCAL, (r + 1) * LOCAL)),
-                  None)[0].item() for r in range(WORLD)]
+    alone = [
+        step(BagOfWords(), CASES[name](False), batch(slice(r * LOCAL, (r + 1) * LOCAL)), None)[
+            0
+        ].item()
+        for r in range(WORLD)
+    ]
     assert abs(sum(alone) / WORLD - loss.item()) > 1e-2
 
 
@@ -208,3 +233,108 @@ def test_single_process_is_the_identity() -> None:
     assert gather_objects(["a", "b"]) == ["a", "b"] and gather_objects(None) is None
     g = gather_candidates(x, ["q"] * 3, ["c"] * 3, None)
     assert g.codes is x and g.offset == 0 and g.texts == ["c"] * 3 and g.gathered
+
+
+# -- the Trainer under torchrun -------------------------------------------------------------
+TRAINER_STEPS = 2
+
+
+def _train(out: str, per_device: int) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Two SGD steps of SoftInfoNCETrainer (gather_across_devices) on a tiny BERT; the
+    sampler is sequential so that 2 x 4 and 1 x 8 see the same global batches. Returns the
+    parameters before and after."""
+    import datasets
+    from torch.utils.data import SequentialSampler
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from soft_infonce.modeling import BiEncoder
+    from soft_infonce.trainer import SoftInfoNCETrainer, SoftInfoNCETrainingArguments
+
+    class SequentialTrainer(SoftInfoNCETrainer):
+        def _get_train_sampler(self, *args, **kwargs):
+            return SequentialSampler(self.train_dataset)
+
+    words = sorted({w for q, c in PAIRS for w in (q + " " + c).split()})
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=32,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    model = BiEncoder(BertModel(config), BertTokenizer(vocab=vocab), normalize=True, scale=20.0)
+    args = SoftInfoNCETrainingArguments(
+        output_dir=os.path.join(out, "trainer"),
+        per_device_train_batch_size=per_device,
+        learning_rate=0.05,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        max_steps=TRAINER_STEPS,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        loss="soft",
+        estimator="uniform",
+        max_query_length=8,
+        max_code_length=8,
+        gather_across_devices=True,
+        dataloader_drop_last=True,
+        seed=7,
+    )
+    loss = SoftInfoNCELoss(
+        1.3, 0.7, 0.2, scale=20.0, estimator=QueryCodeOverlap(), gather_across_devices=True
+    )
+    pairs = [{"query": q, "code": c} for q, c in PAIRS] + [
+        {"query": c, "code": q} for q, c in PAIRS
+    ]
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    SequentialTrainer(
+        model, args, train_dataset=datasets.Dataset.from_list(pairs[:8]), loss=loss
+    ).train()
+    return before, {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_trainer_under_torchrun_matches_one_process(tmp_path) -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("datasets")
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [os.path.dirname(os.path.dirname(__file__)), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={WORLD}",
+        __file__,
+        str(tmp_path),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    distributed = load_file(str(tmp_path / "trainer.safetensors"))
+    before, expected = _train(str(tmp_path / "single"), per_device=WORLD * 4)
+    for name, value in expected.items():
+        torch.testing.assert_close(distributed[name], value, atol=1e-5, rtol=1e-5, msg=name)
+    moved = max((expected[k] - before[k]).abs().max().item() for k in expected)
+    assert moved > 1e-3  # the two steps changed the weights: the match is not vacuous
+
+
+if __name__ == "__main__":  # run by torchrun in test_trainer_under_torchrun_matches_one_process
+    torch.set_num_threads(1)
+    _, params = _train(sys.argv[1], per_device=4)
+    if dist.get_rank() == 0:
+        save_file(params, os.path.join(sys.argv[1], "trainer.safetensors"))

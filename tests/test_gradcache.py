@@ -32,6 +32,12 @@ PAIRS = [
 ]
 
 
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+TOKENIZER = BertTokenizer(
+    vocab={t: i for i, t in enumerate(SPECIALS + WORDS + list("(),.:=") + ["sorted", "p"])}
+)
+
+
 class OverlapEstimator(WeightEstimator):
     """Word-overlap (Jaccard) between each query and each code: needs the texts."""
 
@@ -54,10 +60,8 @@ def make_model(dropout: float) -> BiEncoder:
 
 
 def make_batch(n: int = 10) -> dict:
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {t: i for i, t in enumerate(specials + WORDS + list("(),.:=") + ["sorted", "p"])}
-    collator = BiEncoderCollator(BertTokenizer(vocab=vocab), 16, 24)
-    batch = collator([{"query": q, "code": c} for q, c in PAIRS[:n]])
+    pairs = [{"query": q, "code": c} for q, c in PAIRS[:n]]
+    batch = BiEncoderCollator(TOKENIZER, 16, 24)(pairs)
     batch["code_token_type_ids"] = torch.zeros_like(batch["code_input_ids"])
     return batch
 
@@ -210,3 +214,38 @@ def test_checks_arguments(mini_batch_size, inputs, message) -> None:
 def test_backward_that_does_nothing_is_an_error() -> None:
     with pytest.raises(ValueError, match="backward must back-propagate the loss"):
         grad_cached_step(make_model(0.0), InfoNCELoss(), make_batch(4), 2, backward=lambda t: None)
+
+
+def test_trainer_with_mini_batch_size_matches_the_plain_trainer(tmp_path) -> None:
+    """SoftInfoNCETrainer end to end: two SGD steps with gradient accumulation 2, with and
+    without gradient caching, reach the same weights and log the same losses."""
+    datasets = pytest.importorskip("datasets")
+    from soft_infonce.trainer import SoftInfoNCETrainer, SoftInfoNCETrainingArguments
+
+    def train(mini_batch_size: int | None) -> tuple[dict, list[float]]:
+        model = make_model(dropout=0.0)
+        model.tokenizer = TOKENIZER
+        args = SoftInfoNCETrainingArguments(
+            output_dir=str(tmp_path / str(mini_batch_size)), per_device_train_batch_size=5,
+            gradient_accumulation_steps=2, learning_rate=0.05, optim="sgd",
+            lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=0.0, max_steps=2,
+            save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
+            logging_steps=1, max_query_length=16, max_code_length=24, seed=3,
+            mini_batch_size=mini_batch_size, dataloader_drop_last=True,
+        )  # fmt: skip
+        rows = [{"query": q, "code": c} for q, c in PAIRS] * 2
+        trainer = SoftInfoNCETrainer(
+            model, args, train_dataset=datasets.Dataset.from_list(rows), loss=losses()["soft"]
+        )
+        trainer.train()
+        logged = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}, logged
+
+    before = {k: v.detach().clone() for k, v in make_model(dropout=0.0).state_dict().items()}
+    plain, plain_losses = train(None)
+    cached, cached_losses = train(2)  # batches of 5 in chunks of 2, 2, 1
+    assert len(plain_losses) == 2
+    assert cached_losses == pytest.approx(plain_losses, abs=1e-5)
+    for name, value in plain.items():
+        torch.testing.assert_close(cached[name], value, atol=1e-5, rtol=1e-5, msg=name)
+    assert max((plain[k] - before[k]).abs().max().item() for k in plain) > 1e-3

@@ -160,6 +160,33 @@ def test_python_pairs_tuple_assignment_merges_branches_and_drops_docstring():
     ]  # fmt: skip
 
 
+def test_c_style_for_runs_its_initializer_once_and_switch_cases_merge():
+    code = (
+        "int f(int n) {\n    int s = 0;\n    for (int i = 0; i < n; i++) s += i;\n"
+        "    switch (n) { case 1: s = 1; break; default: s = 2; }\n    return s;\n}\n"
+    )
+    tokens, edges = extract_dataflow(code, "java")
+    assert tokens[12:30] == "for ( int i = 0 ; i < n ; i ++ ) s += i ;".split()
+    assert tokens[51:] == ["return", "s", ";", "}"]
+    assert _as_tuples(edges) == [
+        ("n", 4, D, []), ("s", 8, C, [10]), ("0", 10, D, []), ("i", 15, C, [17]),
+        ("0", 17, D, []), ("i", 19, D, [15, 23]), ("n", 21, D, [4]), ("i", 23, C, [15, 23]),
+        ("s", 26, C, [8, 26, 28]), ("i", 28, D, [15, 23]), ("n", 32, D, [4]),
+        ("s", 38, C, [40]), ("1", 40, D, []), ("s", 46, C, [48]), ("2", 48, D, []),
+        ("s", 52, D, [8, 26, 38, 46]),
+    ]  # fmt: skip
+
+
+def test_php_foreach_binds_key_and_value_from_the_iterable():
+    code = "function f($a) { foreach ($a as $k => $v) { $x = $v; } return $x; }"
+    tokens, edges = extract_dataflow(code, "php")
+    assert tokens[8:19] == ["foreach", "(", "$", "a", "as", "$", "k", "=>", "$", "v", ")"]
+    assert _as_tuples(edges) == [
+        ("a", 5, D, []), ("a", 11, D, [5]), ("k", 14, C, [11]), ("v", 17, C, [11]),
+        ("x", 21, C, [24]), ("v", 24, D, [17]), ("x", 29, D, [21]),
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("code", "language"),
     [
@@ -199,7 +226,7 @@ def make_tokenizer(words=WORDS):
     )  # fmt: skip
 
 
-def make_encoder(tokenizer, layers=2):
+def make_encoder(tokenizer, layers=2, attention="sdpa"):
     from transformers import RobertaConfig, RobertaModel
 
     torch.manual_seed(0)
@@ -208,6 +235,7 @@ def make_encoder(tokenizer, layers=2):
         num_attention_heads=2, intermediate_size=37, max_position_embeddings=64, pad_token_id=1,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )  # fmt: skip
+    config._attn_implementation = attention
     return RobertaModel(config).eval()
 
 
@@ -252,7 +280,7 @@ def test_multi_subword_spans_and_truncation_drop_cut_nodes():
 
 
 def test_byte_level_bpe_tokens_get_their_leading_space_form(tmp_path):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -264,6 +292,9 @@ def test_byte_level_bpe_tokens_get_their_leading_space_form(tmp_path):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     backend.train_from_iterator([SIMPLE, "total = total + value", "return total"] * 5, trainer)
+    # RoBERTa's <s> ... </s> template and a saved padding must not leak into the subwords.
+    backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    backend.enable_padding(length=64)
     backend.save(str(tmp_path / "tokenizer.json"))
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_file=str(tmp_path / "tokenizer.json"), cls_token="<s>", pad_token="<pad>",
@@ -346,6 +377,13 @@ def test_gradients_reach_the_word_embeddings():
         encoder, batch["code_input_ids"], batch["code_position_idx"], batch["code_attention_mask"]
     )
     hidden[:, 0].pow(2).sum().backward()
+    with torch.no_grad():
+        inputs = (batch[k] for k in ("code_input_ids", "code_position_idx", "code_attention_mask"))
+        outputs = graphcodebert_encode(encoder, *inputs, return_outputs=True)
+    assert torch.allclose(outputs.last_hidden_state, hidden) and outputs.pooler_output.shape == (
+        2,
+        32,
+    )
     grad = encoder.embeddings.word_embeddings.weight.grad
     vocab = tokenizer.get_vocab()
     for word in ["def", "a", "b", "x", '"a', 'b"', "return"]:
@@ -366,6 +404,24 @@ def test_trimmed_padding_gives_the_same_outputs():
         b = graphcodebert_encode(encoder, *(short[k] for k in keys))
     real = short["code_position_idx"] != 1
     assert torch.allclose(a[:, :20][real], b[real], atol=1e-5)
+
+
+def test_eager_and_sdpa_attention_agree_and_featurizer_pickles():
+    import pickle
+
+    tokenizer = make_tokenizer()
+    featurizer = pickle.loads(pickle.dumps(GraphCodeBERTFeaturizer(tokenizer, "python", 20, 8)))
+    batch = featurizer([SIMPLE, 'x = "a b"\ny = x'])
+    keys = ("code_input_ids", "code_position_idx", "code_attention_mask")
+    with torch.no_grad():
+        eager = graphcodebert_encode(
+            make_encoder(tokenizer, attention="eager"), *(batch[k] for k in keys)
+        )
+        sdpa = graphcodebert_encode(
+            make_encoder(tokenizer, attention="sdpa"), *(batch[k] for k in keys)
+        )
+    real = batch["code_position_idx"] != 1
+    assert torch.allclose(eager[real], sdpa[real], atol=1e-5)
 
 
 def test_unparsable_code_falls_back_to_tokens_only_and_is_counted(caplog):

@@ -137,8 +137,14 @@ HISTORY = [
 
 
 def test_mrr_curves_from_results_json(tmp_path):
-    results = {"runs": {"infonce": {"history": HISTORY},
-                        "soft-bm25": {"history": [{"step": 10, "eval_mrr": 0.61}]}}}
+    results = {  # the layout of examples/run_codesearch.py's results.json
+        "config": {"seed": 42},
+        "runs": {
+            "zero-shot": {"test": {"test": {"mrr": 0.5}}},  # no history: not drawn
+            "infonce": {"history": HISTORY},
+            "soft-bm25": {"history": [{"step": 10, "eval_mrr": 0.61}]},
+        },
+    }
     source = tmp_path / "results.json"
     source.write_text(json.dumps(results))
     figure = plot_mrr_curves(source, tmp_path / "mrr.png")
@@ -148,6 +154,7 @@ def test_mrr_curves_from_results_json(tmp_path):
     np.testing.assert_allclose(y, [0.60, 0.62])
     x, y = _curve(figure.axes[0], "soft-bm25")
     np.testing.assert_allclose(y, [0.61])
+    assert [line.get_label() for line in figure.axes[0].get_lines()] == ["infonce", "soft-bm25"]
 
 
 @pytest.mark.parametrize(
@@ -155,8 +162,14 @@ def test_mrr_curves_from_results_json(tmp_path):
     [
         {"runs": [{"name": "infonce", "history": HISTORY}]},
         {"name": "infonce", "history": HISTORY},
-        {"infonce": {"log_history": [{"global_step": 10, "mrr": 0.60},
-                                     {"global_step": 20, "valid_mrr": 0.62}]}},
+        {
+            "infonce": {
+                "log_history": [
+                    {"global_step": 10, "mrr": 0.60},
+                    {"global_step": 20, "valid_mrr": 0.62},
+                ]
+            }
+        },
         {"infonce": HISTORY, "config": "ignored: not a run"},
     ],
 )

@@ -155,3 +155,14 @@ def test_extra_columns_survive_and_are_dropped(tmp_path, tiny_model):
     assert batch["queries"] and batch["codes"]
     assert "language" not in batch
     trainer.train()
+
+
+def test_trained_estimator_temperature_follows_the_frozen_models_scale(tmp_path, tiny_model):
+    from soft_infonce.estimators import TrainedModelEstimator
+
+    args = make_args(tmp_path, estimator="trained", estimator_model="unused")
+    loss = build_loss(args, TrainedModelEstimator(tiny_model))
+    assert loss.temperature == pytest.approx(5.0 / 20.0)  # paper t=5 on 20 * cosine scores
+    loss = build_loss(make_args(tmp_path, estimator="trained", estimator_model="unused",
+                                temperature=2.0), TrainedModelEstimator(tiny_model))
+    assert loss.temperature == 2.0

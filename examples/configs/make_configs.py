@@ -47,8 +47,9 @@ EPOCHS = 30  # Section 5: "The training epoch is set to 30 for all studied model
 SEED = 123456  # the seed of the repository's README; the paper averages 1234, 12345, 123456
 DATA_ROOT = "dataset"  # GraphCodeBERT layout: dataset/<lang>/{train,valid,test,codebase}.jsonl
 OUTPUT_ROOT = "outputs"
-#: One unsupervised SimCSE model, trained on the queries of all six training sets (Section 5).
-SIMCSE_MODEL = f"{OUTPUT_ROOT}/simcse/best"
+#: One unsupervised SimCSE model, trained on the queries of all six training sets (Section 5),
+#: where ``examples/train_simcse.py --output_dir outputs/simcse`` saves it.
+SIMCSE_MODEL = f"{OUTPUT_ROOT}/simcse/final"
 
 #: Per-encoder settings. Lengths, batch sizes and learning rates: the repository's README.
 MODELS: dict[str, dict[str, Any]] = {
@@ -101,10 +102,10 @@ def output_dir(model: str, lang: str, run: str) -> str:
 def infonce_model_path(model: str, lang: str) -> str:
     """Where the InfoNCE run of ``model``/``lang`` saves its best model.
 
-    ``run_codesearch.py`` saves each run's best model in
-    ``<output_dir>/<loss>[-<estimator>]/best`` (its ``BiEncoder.save_pretrained``).
+    ``run_codesearch.py`` saves a single run's best model in ``<output_dir>/best`` (its
+    ``BiEncoder.save_pretrained``).
     """
-    return f"{output_dir(model, lang, 'infonce')}/infonce/best"
+    return f"{output_dir(model, lang, 'infonce')}/best"
 
 
 def build_config(model: str, lang: str, run: str) -> dict[str, Any]:
@@ -150,9 +151,9 @@ def build_config(model: str, lang: str, run: str) -> dict[str, Any]:
     config |= {
         "max_query_length": spec["max_query_length"],
         "max_code_length": spec["max_code_length"],
-        # Optimisation: AdamW (eps 1e-8), linear decay, gradient clipping at 1.0, fp32.
         "output_dir": output_dir(model, lang, run),
         "run_name": run_name,
+        # Optimisation: AdamW (eps 1e-8), linear decay, gradient clipping at 1.0, float32.
         "seed": SEED,
         "num_train_epochs": EPOCHS,
         "max_steps": -1,  # the script's default (60 steps) is for its CPU demo

@@ -50,7 +50,9 @@ def pairwise_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Small CPU products (a training batch) run in numpy on one core: on a busy machine,
     waking torch's intra-op threads for a 32 x 32 x 384 product can take tens of ms.
     """
-    if a.device.type == b.device.type == "cpu" and a.shape[0] * b.shape[0] * a.shape[1] <= 2**24:
+    small = a.shape[0] * b.shape[0] * a.shape[1] <= 2**24
+    numeric = a.dtype in (torch.float32, torch.float64)
+    if small and numeric and a.device.type == b.device.type == "cpu":
         a_np = a.detach().contiguous().numpy()
         b_np = b.detach().to(a.dtype).contiguous().numpy()
         return torch.from_numpy(np.einsum("id,jd->ij", a_np, b_np))
@@ -180,8 +182,9 @@ def load_caches(
             if meta.get("identity") != identity:
                 warnings.warn(
                     f"embedding cache {str(path)!r} was written for model {meta.get('model')!r} "
-                    f"({meta.get('identity')}), not for this estimator's model {model!r} "
-                    f"({identity}); ignoring it and recomputing the embeddings.",
+                    f"(identity {meta.get('identity')}), but this estimator's model {model!r} "
+                    f"has other weights or settings (identity {identity}); ignoring the file "
+                    "and recomputing the embeddings.",
                     UserWarning,
                     stacklevel=3,
                 )
@@ -236,7 +239,11 @@ class CachedEmbeddingsMixin:
         raise NotImplementedError(f"{type(self).__name__} does not embed texts (no encode method)")
 
     def cache_config(self) -> dict[str, Any]:
-        """What besides the frozen weights decides the embeddings (max length, prompts, ...)."""
+        """What besides the frozen weights decides the embeddings (max length, prompts, ...).
+
+        Part of :meth:`cache_identity`; the model's name or path is not (a moved model keeps
+        its cache), it only labels the file (the ``model_name`` attribute).
+        """
         return {}
 
     def cache_identity(self) -> str:
@@ -256,6 +263,8 @@ class CachedEmbeddingsMixin:
         return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
     def _side_cache(self, side: str) -> EmbeddingCache:
+        if not self.embedding_sides:
+            raise ValueError(f"{type(self).__name__} embeds no texts: it has no embedding cache")
         if side not in self.embedding_sides:
             raise ValueError(
                 f"side must be one of {self.embedding_sides} for "
@@ -340,7 +349,7 @@ class CachedEmbeddingsMixin:
         Returns:
             How many texts were embedded (0 when all were cached).
         """
-        if side is None:
+        if side is None and self.embedding_sides:
             if len(self.embedding_sides) != 1:
                 raise ValueError(
                     f"side must be one of {self.embedding_sides} for "
@@ -376,7 +385,7 @@ class CachedEmbeddingsMixin:
         caches = {side: self._side_cache(side) for side in self.embedding_sides}
         if not caches:
             raise ValueError(f"{type(self).__name__} has no embedding cache to save")
-        model = str(self.cache_config().get("model", type(self).__name__))
+        model = str(getattr(self, "model_name", type(self).__name__))
         save_caches(path, caches, model=model, identity=self.cache_identity())
 
     def load_cache(self, path: str | os.PathLike[str]) -> int:
@@ -394,7 +403,7 @@ class CachedEmbeddingsMixin:
         caches = {side: self._side_cache(side) for side in self.embedding_sides}
         if not caches:
             raise ValueError(f"{type(self).__name__} has no embedding cache to load into")
-        model = str(self.cache_config().get("model", type(self).__name__))
+        model = str(getattr(self, "model_name", type(self).__name__))
         loaded = load_caches(path, model=model, identity=self.cache_identity(), sides=list(caches))
         count = 0
         for side, (keys, embeddings) in (loaded or {}).items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -114,8 +115,7 @@ class EmbeddingEstimator(WeightEstimator):
     def cache_config(self) -> dict[str, Any]:
         """The settings besides the weights that shape the embeddings."""
         return {
-            "model": self.model_name,
-            "modules": repr(self.model),
+            "modules": re.sub(r"0x[0-9a-fA-F]+", "0x", repr(self.model)),  # no addresses
             "max_seq_length": getattr(self.model, "max_seq_length", None),
             "prompts": getattr(self.model, "prompts", None),
         }

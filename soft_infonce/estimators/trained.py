@@ -109,7 +109,6 @@ class TrainedModelEstimator(WeightEstimator):
         """The settings besides the weights that shape the embeddings."""
         get_config = getattr(self.model, "get_config_dict", None)
         return {
-            "model": self.model_name,
             "bi_encoder": get_config() if callable(get_config) else None,
             "max_query_length": self.max_query_length,
             "max_code_length": self.max_code_length,

@@ -47,7 +47,7 @@ class Grammar:
         loops: Loop node types (their body is walked twice so values flow around the loop).
         do_loops: Loops whose body runs before their condition.
         loop_headers: Child types whose children are the loop's parts (Go ``for_clause``).
-        foreach: Node type -> (target field, iterable field); a target field ``"<as"`` means
+        foreach: Node type -> (target field, iterable field); a target field ``"after:as"`` means
             "the named children after the ``as`` keyword" (PHP ``foreach``).
         first: Child types walked before their siblings (comprehension ``for`` clauses).
         cases: Switch-case node types (alternative paths of their parent).
@@ -149,7 +149,7 @@ GRAMMARS: dict[str, Grammar] = {
         branches=_set("if_statement"),
         open_alternatives=_set("else_if_clause"),
         loops=_set("for_statement", "foreach_statement", "while_statement", "do_statement"),
-        foreach={"foreach_statement": ("<as", ">as")},
+        foreach={"foreach_statement": ("after:as", "before:as")},
         cases=_set("case_statement"),
         default_cases=_set("default_statement"),
     ),

