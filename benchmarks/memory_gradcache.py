@@ -14,10 +14,17 @@ one step in a fresh process, measured two ways at once:
 * ``tensors``: the most bytes held by tensors allocated during the step, replayed from the
   torch profiler's allocation events (``profile_memory=True``).
 
+glibc's allocator keeps freed heap memory, and raises its mmap threshold after large frees,
+so the resident set can grow past the live tensors over the 16 chunks; ``--mmap-threshold``
+fixes the threshold (``MALLOC_MMAP_THRESHOLD_``) so that large blocks go back to the system
+when freed and the resident set follows the tensors.
+
 Run (5-10 minutes on 2 busy cores; the batch-1024 step alone embeds 2,048 texts twice)::
 
     python benchmarks/memory_gradcache.py
     python benchmarks/memory_gradcache.py --configs 64:64,1024:64   # batch:mini_batch_size
+    python benchmarks/memory_gradcache.py --configs 64:64,1024:64 --mmap-threshold 131072 \
+        --out benchmarks/results/memory_gradcache_mmap.json
 """
 
 from __future__ import annotations
@@ -132,8 +139,16 @@ def main() -> None:
     parser.add_argument("--configs", default="64:64,1024:64,256:256")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "memory_gradcache.json"))
+    parser.add_argument("--mmap-threshold", type=int, help="MALLOC_MMAP_THRESHOLD_ in bytes")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.plot_only:
+        with open(args.out) as handle:
+            saved = json.load(handle)
+        threshold = saved["settings"].get("malloc_mmap_threshold")
+        plot(saved["rows"], Path(args.out).with_suffix(".png"), threshold)
+        return
     if args.worker:
         batch, mini = (int(x) for x in args.worker.split(":"))
         print(json.dumps(worker(batch, mini, args.threads)))
@@ -145,7 +160,10 @@ def main() -> None:
     )
     for config in args.configs.split(","):
         command = [sys.executable, __file__, "--worker", config, "--threads", str(args.threads)]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        env = dict(os.environ)
+        if args.mmap_threshold:
+            env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
+        done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(
@@ -179,12 +197,37 @@ def main() -> None:
                     "query_tokens_max": 32,
                     "code_tokens_max": 64,
                     "data": "csn-ruby/valid.jsonl",
+                    "malloc_mmap_threshold": args.mmap_threshold,
                 },
             },
             handle,
             indent=1,
         )
+    plot(rows, Path(args.out).with_suffix(".png"), args.mmap_threshold)
     print(f"wrote {args.out}")
+
+
+def plot(rows: list[dict], path: Path, mmap_threshold: int | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"batch {r['batch_size']}\nmini {r['mini_batch_size']}" for r in rows]
+    x = range(len(rows))
+    fig, axis = plt.subplots(figsize=(6, 4))
+    for shift, key, label in (
+        (-0.2, "tensor_peak_bytes", "tensor peak (profiler)"),
+        (0.2, "rss_peak_growth_bytes", "RSS peak growth"),
+    ):
+        axis.bar([i + shift for i in x], [r[key] / 2**20 for r in rows], 0.4, label=label)
+    axis.set_xticks(list(x), labels)
+    axis.set_ylabel("MiB during one training step")
+    allocator = f"MALLOC_MMAP_THRESHOLD_={mmap_threshold}" if mmap_threshold else "glibc default"
+    axis.set_title(f"Gradient caching, MiniLM, q32/c64 tokens ({allocator})", fontsize=9)
+    axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

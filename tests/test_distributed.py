@@ -239,7 +239,9 @@ def test_single_process_is_the_identity() -> None:
 TRAINER_STEPS = 2
 
 
-def _train(out: str, per_device: int) -> tuple[dict, dict[str, torch.Tensor]]:
+def _train(
+    out: str, per_device: int, mini_batch_size: int | None = None
+) -> tuple[dict, dict[str, torch.Tensor]]:
     """Two SGD steps of SoftInfoNCETrainer (gather_across_devices) on a tiny BERT; the
     sampler is sequential so that 2 x 4 and 1 x 8 see the same global batches. Returns the
     parameters before and after."""
@@ -286,6 +288,7 @@ def _train(out: str, per_device: int) -> tuple[dict, dict[str, torch.Tensor]]:
         max_query_length=8,
         max_code_length=8,
         gather_across_devices=True,
+        mini_batch_size=mini_batch_size,
         dataloader_drop_last=True,
         seed=7,
     )
@@ -304,6 +307,8 @@ def _train(out: str, per_device: int) -> tuple[dict, dict[str, torch.Tensor]]:
 
 @pytest.mark.slow
 def test_trainer_under_torchrun_matches_one_process(tmp_path) -> None:
+    """2 processes x 4 pairs, plain and gradient-cached (mini-batches of 2), against one
+    process x 8 pairs: the same weights after two SGD steps."""
     pytest.importorskip("transformers")
     pytest.importorskip("datasets")
     env = {
@@ -324,17 +329,23 @@ def test_trainer_under_torchrun_matches_one_process(tmp_path) -> None:
         str(tmp_path),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    distributed = load_file(str(tmp_path / "trainer.safetensors"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     before, expected = _train(str(tmp_path / "single"), per_device=WORLD * 4)
-    for name, value in expected.items():
-        torch.testing.assert_close(distributed[name], value, atol=1e-5, rtol=1e-5, msg=name)
+    for mini_batch_size in (None, 2):
+        distributed = load_file(str(tmp_path / f"trainer-{mini_batch_size}.safetensors"))
+        for name, value in expected.items():
+            torch.testing.assert_close(
+                distributed[name], value, atol=1e-5, rtol=1e-5, msg=f"{mini_batch_size} {name}"
+            )
     moved = max((expected[k] - before[k]).abs().max().item() for k in expected)
     assert moved > 1e-3  # the two steps changed the weights: the match is not vacuous
 
 
 if __name__ == "__main__":  # run by torchrun in test_trainer_under_torchrun_matches_one_process
     torch.set_num_threads(1)
-    _, params = _train(sys.argv[1], per_device=4)
-    if dist.get_rank() == 0:
-        save_file(params, os.path.join(sys.argv[1], "trainer.safetensors"))
+    for mini_batch_size in (None, 2):
+        _, params = _train(sys.argv[1], per_device=4, mini_batch_size=mini_batch_size)
+        if dist.get_rank() == 0:
+            save_file(params, os.path.join(sys.argv[1], f"trainer-{mini_batch_size}.safetensors"))
+    dist.barrier()  # no process tears down its sockets while another still reads
+    dist.destroy_process_group()

@@ -50,6 +50,18 @@ def test_mean_reciprocal_rank_infinite_scores() -> None:
     assert mean_reciprocal_rank(scores, [0, 0]) == pytest.approx((1 / 3 + 1) / 2)
 
 
+def test_mean_reciprocal_rank_on_wide_matrices_passes_rows_in_steps() -> None:
+    # 2**21 codes: the function ranks two rows per pass; the ranks must not depend on that.
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 1000, (5, 2**21), generator=generator).float()
+    targets = torch.tensor([0, 7, 2**21 - 1, 123456, 42])
+    own = scores[torch.arange(5), targets][:, None]
+    ranks = 1 + (scores > own).sum(1) + (scores == own).sum(1) - 1
+    expected = (1.0 / ranks.double()).mean().item()
+    assert ranks.min() > 1000  # many ties: ~2,000 codes share each score
+    assert mean_reciprocal_rank(scores, targets) == pytest.approx(expected, rel=1e-12)
+
+
 def test_target_ranks_hand_computed() -> None:
     queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     codes = torch.tensor([[2.0, 0.0], [1.0, 1.0], [2.0, 3.0], [2.0, 1.0]])
@@ -93,7 +105,7 @@ def test_target_ranks_matches_brute_force_with_ties(seed: int) -> None:
     targets[:3] = torch.tensor([17, 250, 17])
     expected = brute_force_ranks((queries @ codes.T).tolist(), targets.tolist())
     assert len(set(expected)) > 5 and expected != sorted(expected)  # a non-trivial case
-    for chunk, q_chunk in [(8192, 512), (1, 1), (7, 3), (64, 40), (299, 13)]:
+    for chunk, q_chunk in [(8192, 512), (1, 40), (7, 3), (64, 1), (299, 13)]:
         ranks = target_ranks(queries, codes, targets, chunk_size=chunk, query_chunk_size=q_chunk)
         assert ranks.dtype == torch.long
         assert ranks.tolist() == expected, (chunk, q_chunk)

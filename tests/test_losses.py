@@ -53,6 +53,17 @@ def test_presets_are_table_7():
         SoftInfoNCELoss.from_preset("tfidf")
 
 
+def test_estimator_preset_fills_unset_settings():
+    class Bm25Like(LengthEstimator):
+        preset = "bm25"
+
+    loss = SoftInfoNCELoss(estimator=Bm25Like())
+    assert (loss.alpha, loss.beta, loss.temperature) == (1.5, 0.5, 1.0)
+    loss = SoftInfoNCELoss(estimator=Bm25Like(), alpha=1.2)
+    assert (loss.alpha, loss.beta, loss.temperature) == (1.2, 0.5, 1.0)
+    assert (SoftInfoNCELoss().alpha, SoftInfoNCELoss().beta) == (1.3, 0.7)
+
+
 def test_soft_module_equals_functional_with_extra_candidates():
     q, c = embeddings(n=4, m=7)
     sim = torch.randn(4, 7)

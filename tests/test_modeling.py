@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import types
 
-import pytest
-import torch
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers / huggingface_hub load
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 from transformers import (  # noqa: E402
@@ -18,8 +19,6 @@ from transformers import (  # noqa: E402
 )
 
 from soft_infonce.modeling import BiEncoder  # noqa: E402
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 WORDS = (
     "def return read a json file the of to open load ( ) : . x y sort list by key in for".split()
@@ -63,18 +62,13 @@ def tiny_roberta() -> RobertaModel:
     return RobertaModel(config).eval()
 
 
-_VOCAB_DIR: list = []
-
-
-def tiny_tokenizer() -> BertTokenizerFast:
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> BertTokenizerFast:
     """A word-level BERT tokenizer over WORDS, built from a vocab file."""
-    if not _VOCAB_DIR:
-        _VOCAB_DIR.append(tempfile.TemporaryDirectory())
-    path = os.path.join(_VOCAB_DIR[0].name, "vocab.txt")
+    path = tmp_path_factory.mktemp("tokenizer") / "vocab.txt"
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "<encoder-only>"]
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(path)  # the vocab file is the first positional argument
+    path.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(str(path))  # the vocab file is the first positional argument
     assert tokenizer.convert_tokens_to_ids("json") == vocab.index("json")
     return tokenizer
 
@@ -148,7 +142,7 @@ def test_forward_routes_side_prefixed_extras() -> None:
         model(ids, mask, ids, mask, labels=torch.zeros(4))
 
 
-def test_invalid_settings() -> None:
+def test_invalid_settings(tokenizer: BertTokenizerFast) -> None:
     encoder = tiny_bert()
     with pytest.raises(ValueError, match="pooling must be one of"):
         BiEncoder(encoder, pooling="max")
@@ -161,10 +155,12 @@ def test_invalid_settings() -> None:
     with pytest.raises(ValueError, match="tokenizer"):
         BiEncoder(encoder).tokenize(["x"])
     with pytest.raises(ValueError, match="side"):
-        BiEncoder(encoder, tiny_tokenizer()).tokenize(["x"], side="doc")
+        BiEncoder(encoder, tokenizer).tokenize(["x"], side="doc")
 
 
-def test_tokenize_uses_the_collator_with_the_input_layout(collator, monkeypatch) -> None:
+def test_tokenize_uses_the_collator_with_the_input_layout(
+    collator, monkeypatch, tokenizer: BertTokenizerFast
+) -> None:
     calls = []
     original = collator.tokenize_texts
 
@@ -173,7 +169,6 @@ def test_tokenize_uses_the_collator_with_the_input_layout(collator, monkeypatch)
         return original(tokenizer, texts, max_length, input_layout=input_layout)
 
     monkeypatch.setattr(collator, "tokenize_texts", spy)
-    tokenizer = tiny_tokenizer()
     model = BiEncoder(tiny_bert(), tokenizer, input_layout="unixcoder")
     batch = model.tokenize(TEXTS[:2], side="code", max_length=9)
     expected = original(tokenizer, TEXTS[:2], 9, input_layout="unixcoder")
@@ -185,9 +180,11 @@ def test_tokenize_uses_the_collator_with_the_input_layout(collator, monkeypatch)
 @pytest.mark.parametrize(
     "pooling, layout", [("mean", "plain"), ("cls", "plain"), ("mean", "unixcoder")]
 )
-def test_encode_texts_equals_one_by_one_encoding(pooling: str, layout: str) -> None:
+def test_encode_texts_equals_one_by_one_encoding(
+    pooling: str, layout: str, tokenizer: BertTokenizerFast
+) -> None:
     model = BiEncoder(
-        tiny_bert(), tiny_tokenizer(), pooling=pooling, normalize=True, input_layout=layout
+        tiny_bert(), tokenizer, pooling=pooling, normalize=True, input_layout=layout
     ).train()
     embeddings = model.encode_texts(TEXTS, side="code", max_length=12, batch_size=3)
     assert model.training  # the mode is restored
@@ -204,8 +201,8 @@ def test_encode_texts_equals_one_by_one_encoding(pooling: str, layout: str) -> N
         model.encode_texts("one text")
 
 
-def test_encode_texts_progress_bar(capsys) -> None:
-    model = BiEncoder(tiny_bert(), tiny_tokenizer())
+def test_encode_texts_progress_bar(capsys, tokenizer: BertTokenizerFast) -> None:
+    model = BiEncoder(tiny_bert(), tokenizer)
     model.encode_texts(TEXTS, batch_size=2, show_progress=True)
     err = capsys.readouterr().err
     assert "Encoding query texts" in err and "4/4" in err
@@ -213,8 +210,8 @@ def test_encode_texts_progress_bar(capsys) -> None:
     assert capsys.readouterr().err == ""
 
 
-def test_save_and_load_round_trip(tmp_path) -> None:
-    model = BiEncoder(tiny_bert(), tiny_tokenizer(), pooling="cls", normalize=True, scale=20.0)
+def test_save_and_load_round_trip(tmp_path, tokenizer: BertTokenizerFast) -> None:
+    model = BiEncoder(tiny_bert(), tokenizer, pooling="cls", normalize=True, scale=20.0)
     model.save_pretrained(tmp_path)
     settings = json.loads((tmp_path / "bi_encoder.json").read_text())
     assert settings == {"pooling": "cls", "normalize": True, "scale": 20.0, "input_layout": "plain"}
@@ -230,6 +227,9 @@ def test_save_and_load_round_trip(tmp_path) -> None:
         BiEncoder.from_pretrained(tmp_path, temperature=0.05)
     with pytest.raises(ValueError, match="local directory"):
         BiEncoder.from_pretrained(tmp_path / "missing")
+    BiEncoder(tiny_bert(), pooling="pooler").save_pretrained(tmp_path / "bare")
+    bare = BiEncoder.from_pretrained(tmp_path / "bare")  # no tokenizer saved: none loaded
+    assert bare.tokenizer is None and bare.pooling == "pooler"
 
 
 @pytest.mark.slow
