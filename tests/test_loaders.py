@@ -80,6 +80,20 @@ def test_load_codesearchnet_joins_tokens(csn_dir: Path):
     assert len(load_codesearchnet(csn_dir, "test")) == 2
 
 
+def test_load_codesearchnet_can_keep_the_source_text(tmp_path: Path):
+    source = "def add(a, b):\n    return a + b"
+    record = csn("u1", ["Add"], ["def", "add"]) | {"original_string": source}
+    write_jsonl(tmp_path / "train.jsonl", [record])
+    write_jsonl(tmp_path / "test.jsonl", [record])
+    write_jsonl(tmp_path / "codebase.jsonl", [record])
+    assert load_codesearchnet(tmp_path, "train", use_tokens=False)[0]["code"] == source
+    assert load_codesearchnet_retrieval(tmp_path, "test", use_tokens=False).codes == [source]
+    del record["original_string"]
+    write_jsonl(tmp_path / "train.jsonl", [record])
+    with pytest.raises(ValueError, match="original_string"):
+        load_codesearchnet(tmp_path, "train", use_tokens=False)
+
+
 def test_load_codesearchnet_rejects_unknown_split(csn_dir: Path):
     with pytest.raises(ValueError, match="split must be one of .* got 'dev'"):
         load_codesearchnet(csn_dir, "dev")

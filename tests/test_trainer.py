@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -166,3 +167,46 @@ def test_trained_estimator_temperature_follows_the_frozen_models_scale(tmp_path,
     loss = build_loss(make_args(tmp_path, estimator="trained", estimator_model="unused",
                                 temperature=2.0), TrainedModelEstimator(tiny_model))
     assert loss.temperature == 2.0
+
+
+def test_graphcodebert_inputs_flow_through_collator_trainer_and_encode_texts(tmp_path):
+    pytest.importorskip("tree_sitter_python")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
+
+    words = ["def", "(", ")", ":", "return", "x", "=", "+", "1", "a", "a b", *VERBS, *NOUNS]
+    vocab = {w: i for i, w in enumerate(["<s>", "<pad>", "</s>", "<unk>", *words])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, cls_token="<s>",
+                                        pad_token="<pad>", sep_token="</s>", unk_token="<unk>")
+    torch.manual_seed(0)
+    encoder = RobertaModel(RobertaConfig(vocab_size=len(vocab), hidden_size=32,
+                                         num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=37, max_position_embeddings=64,
+                                         pad_token_id=1))
+    model = BiEncoder(encoder, tokenizer, pooling="mean", normalize=True, scale=20.0,
+                      input_layout="graphcodebert", language="python", data_flow_length=8)
+    rng = random.Random(0)
+    rows = [{"query": f"{v} a {n}", "code": f"def {v}(x):\n    {n} = x + 1\n    return {n}"}
+            for v, n in ((rng.choice(VERBS), rng.choice(NOUNS)) for _ in range(16))]
+    train = datasets.Dataset.from_list(rows)
+    args = make_args(tmp_path, max_steps=2, eval_strategy="no", save_strategy="no",
+                     load_best_model_at_end=False, per_device_train_batch_size=8)
+    trainer = SoftInfoNCETrainer(model, args, train_dataset=train)
+    batch = next(iter(trainer.get_train_dataloader()))
+    length = 16 + 8  # code tokens + data-flow nodes
+    assert batch["code_position_idx"].shape == (8, length)
+    assert batch["code_attention_mask"].shape == (8, length, length)
+    assert (batch["code_position_idx"] == 0).any(), "the data-flow nodes are in the batch"
+    trainer.train()
+    assert np.isfinite(trainer.state.log_history[-1]["train_loss"])
+    # evaluation embeds code the same way as training does
+    model.eval()
+    q, c = model(**{k: v for k, v in batch.items() if isinstance(v, torch.Tensor)})
+    again = model.encode_texts(batch["codes"], side="code", max_length=16)
+    assert torch.allclose(c, again, atol=1e-5)
+    model.save_pretrained(tmp_path / "saved")
+    loaded = BiEncoder.from_pretrained(tmp_path / "saved")
+    assert (loaded.input_layout, loaded.language, loaded.data_flow_length) == (
+        "graphcodebert", "python", 8)

@@ -67,9 +67,10 @@ MODELS: dict[str, dict[str, Any]] = {
     "graphcodebert": {
         "model_name_or_path": "microsoft/graphcodebert-base",
         "pooling": "pooler",
-        "input_layout": "plain",
+        "input_layout": "graphcodebert",  # code tokens + data-flow nodes (tree-sitter)
+        "data_flow_length": 64,
         "max_query_length": 128,
-        "max_code_length": 256,  # the paper adds 64 data-flow nodes: not supported yet
+        "max_code_length": 256,
         "per_device_train_batch_size": 32,
         "per_device_eval_batch_size": 64,
         "learning_rate": 2e-5,
@@ -119,8 +120,6 @@ def build_config(model: str, lang: str, run: str) -> dict[str, Any]:
     spec = MODELS[model]
     loss, estimator = RUNS[run]
     run_name = f"{model}-{lang}-{run.replace('_', '-')}"
-    if model == "graphcodebert":
-        run_name += "-without-data-flow"
     config: dict[str, Any] = {
         # ModelArguments: raw dot products of the pooled embeddings, as the paper's code.
         "model_name_or_path": spec["model_name_or_path"],
@@ -129,6 +128,8 @@ def build_config(model: str, lang: str, run: str) -> dict[str, Any]:
         "normalize": False,
         "model_scale": 1.0,
         "input_layout": spec["input_layout"],
+        **({"language": lang, "data_flow_length": spec["data_flow_length"]}
+           if spec["input_layout"] == "graphcodebert" else {}),
         # DataArguments
         "data_dir": f"{DATA_ROOT}/{lang}",
         "runs": loss if estimator is None else f"{loss}:{estimator}",

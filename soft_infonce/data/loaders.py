@@ -137,20 +137,25 @@ def _check_split(split: str, allowed: Sequence[str]) -> None:
         raise ValueError(f"split must be one of {tuple(allowed)}, got {split!r}")
 
 
-def _csn_rows(path: Path) -> Iterator[tuple[int, str, str, str]]:
+def _csn_rows(path: Path, use_tokens: bool = True) -> Iterator[tuple[int, str, str, str]]:
     """(line, url, query, code) of a GraphCodeBERT/UniXcoder code-search file."""
     for lineno, record in _iter_jsonl(path):
         where = f"{path}:{lineno}"
         url = _text(record, "url", where)
+        code_field = "code_tokens" if use_tokens else "original_string"
+        if not use_tokens and "original_string" not in record and "code" in record:
+            code_field = "code"
         yield (
             lineno,
             url,
             _text(record, "docstring_tokens", where),
-            _text(record, "code_tokens", where),
+            _text(record, code_field, where),
         )
 
 
-def load_codesearchnet(data_dir: str | Path, split: str) -> datasets.Dataset:
+def load_codesearchnet(
+    data_dir: str | Path, split: str, use_tokens: bool = True
+) -> datasets.Dataset:
     """Loads one split of CodeSearchNet in the GraphCodeBERT / UniXcoder code-search layout.
 
     ``data_dir`` holds ``train.jsonl``, ``valid.jsonl``, ``test.jsonl`` and
@@ -159,10 +164,13 @@ def load_codesearchnet(data_dir: str | Path, split: str) -> datasets.Dataset:
     Args:
         data_dir: The folder of one language (e.g. ``dataset/python``).
         split: ``"train"``, ``"valid"`` or ``"test"``.
+        use_tokens: Code as its tokens joined by spaces (the convention); ``False`` gives the
+            source text (``original_string``, else ``code``), which GraphCodeBERT's data-flow
+            parser needs.
 
     Returns:
         A Dataset with columns ``query`` (the docstring tokens joined by spaces), ``code``
-        (the code tokens joined by spaces) and ``url``.
+        (the code tokens joined by spaces, or the source) and ``url``.
 
     Example:
         >>> train = load_codesearchnet("dataset/python", "train")  # doctest: +SKIP
@@ -170,14 +178,16 @@ def load_codesearchnet(data_dir: str | Path, split: str) -> datasets.Dataset:
     _check_split(split, _SPLITS)
     path = Path(data_dir) / f"{split}.jsonl"
     columns: dict[str, list[Any]] = {"query": [], "code": [], "url": []}
-    for _, url, query, code in _csn_rows(path):
+    for _, url, query, code in _csn_rows(path, use_tokens):
         columns["query"].append(query)
         columns["code"].append(code)
         columns["url"].append(url)
     return _to_dataset(columns, path)
 
 
-def load_codesearchnet_retrieval(data_dir: str | Path, split: str = "test") -> RetrievalSet:
+def load_codesearchnet_retrieval(
+    data_dir: str | Path, split: str = "test", use_tokens: bool = True
+) -> RetrievalSet:
     """The queries of a CodeSearchNet split ranked against ``codebase.jsonl``.
 
     Each query's true code is the code-base entry with the same ``url`` (as in the
@@ -187,6 +197,7 @@ def load_codesearchnet_retrieval(data_dir: str | Path, split: str = "test") -> R
     Args:
         data_dir: The folder of one language, holding ``{split}.jsonl`` and ``codebase.jsonl``.
         split: ``"valid"`` or ``"test"``.
+        use_tokens: As in :func:`load_codesearchnet`.
 
     Returns:
         A RetrievalSet named ``"codesearchnet-{split}"``.
@@ -200,7 +211,7 @@ def load_codesearchnet_retrieval(data_dir: str | Path, split: str = "test") -> R
     codes: list[str] = []
     index_of: dict[str, int] = {}
     repeats = 0
-    for _, url, _, code in _csn_rows(codebase_path):
+    for _, url, _, code in _csn_rows(codebase_path, use_tokens):
         if url in index_of:
             repeats += 1
             continue
