@@ -161,6 +161,7 @@ def main() -> None:
         prepare(losses[name], name, warm_up)
         train_step(model, optimizer, losses[name], warm_up)
     records: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    info = machine()
     start = time.perf_counter()
     for r, batch in enumerate(batches):
         order = names[r % len(names) :] + names[: r % len(names)]
@@ -168,10 +169,10 @@ def main() -> None:
             prepare(losses[name], name, batch)
             records[name].append(train_step(model, optimizer, losses[name], batch))
         print(f"round {r + 1}/{args.rounds} done ({time.perf_counter() - start:.0f} s)", flush=True)
-    report(args, names, records, time.perf_counter() - start)
+    report(args, names, records, time.perf_counter() - start, info)
 
 
-def report(args, names: list[str], records: dict, total: float) -> None:
+def report(args, names: list[str], records: dict, total: float, info: dict) -> None:
     """Print the table and write the JSON."""
     rows = []
     print(
@@ -205,7 +206,6 @@ def report(args, names: list[str], records: dict, total: float) -> None:
             f"{row['wall_ratio']:>6.3f} {wall_low:>5.2f}-{wall_high:<5.2f} "
             f"{row['loss_cpu_median_seconds']:>10.3f} {row['attributed_ratio']:>10.4f} {paper:>6}"
         )
-    info = machine()
     info["load_average_at_end"] = os.getloadavg()
     settings = {
         "batch_size": args.batch_size,

@@ -99,7 +99,7 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[world * B, ...]``, process ``r``'s rows at ``r * B .. (r + 1) * B - 1``.
 
-    Example:
+    Examples:
         >>> gather_with_grad(torch.ones(2, 3)).shape  # one process: the identity
         torch.Size([2, 3])
     """

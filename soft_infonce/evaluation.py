@@ -71,7 +71,7 @@ def target_ranks(
     Returns:
         ``(n_queries,)`` int64 ranks, 1 = best. Ties count against the model.
 
-    Example:
+    Examples:
         >>> q = torch.tensor([[1.0, 0.0]]); c = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
         >>> target_ranks(q, c, [0]).tolist()  # code 1 ties with the true code 0
         [2]
@@ -151,7 +151,7 @@ def retrieval_metrics(
     Returns:
         ``{"mrr", "recall@<k>" for k in ks, "num_queries"}`` as floats.
 
-    Example:
+    Examples:
         >>> retrieval_metrics([1, 2, 20], cutoff=10, ks=(1,))
         {'mrr': 0.5, 'recall@1': 0.3333333333333333, 'num_queries': 3.0}
     """
@@ -188,7 +188,7 @@ def mean_reciprocal_rank(
     Returns:
         The mean reciprocal rank.
 
-    Example:
+    Examples:
         >>> mean_reciprocal_rank(torch.tensor([[0.9, 0.1], [0.5, 0.5]]), [0, 1])
         0.75
     """

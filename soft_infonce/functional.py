@@ -159,7 +159,7 @@ def negative_weights(
     Returns:
         Detached float32 weights ``[N, M]``.
 
-    Example:
+    Examples:
         >>> sim = torch.tensor([[9.0, 3.0, 0.0], [1.0, 9.0, 1.0]])
         >>> w = negative_weights(sim, alpha=1.3, beta=0.7, temperature=1.0)
         >>> w[0, 0].item(), bool(w[0, 1] < w[0, 2])
@@ -211,7 +211,7 @@ def cancellation_weights(
     Returns:
         float32 ``[N, M]`` of zeros and ones; 1 at the positive.
 
-    Example:
+    Examples:
         >>> cancellation_weights(torch.tensor([[9.0, 8.0, 1.0], [0.0, 9.0, 1.0]]), k=1)
         tensor([[1., 0., 1.],
                 [1., 1., 0.]])
@@ -291,7 +291,7 @@ def soft_infonce_loss(
     Returns:
         The loss (a float32 scalar, or ``[N]`` for ``reduction="none"``).
 
-    Example:
+    Examples:
         >>> scores = torch.randn(4, 4)
         >>> torch.allclose(soft_infonce_loss(scores), F.cross_entropy(scores, torch.arange(4)))
         True
@@ -332,7 +332,7 @@ def weighted_infonce_loss(
     Returns:
         The float32 loss (``[N]`` for ``reduction="none"``).
 
-    Example:
+    Examples:
         >>> weighted_infonce_loss(torch.randn(4, 4), torch.randn(4, 4)).shape
         torch.Size([])
     """
@@ -369,7 +369,7 @@ def bce_soft_label_loss(
     Returns:
         The float32 loss (``[N]`` for ``reduction="none"``).
 
-    Example:
+    Examples:
         >>> bce_soft_label_loss(torch.randn(4, 4), torch.randn(4, 4)).shape
         torch.Size([])
     """
@@ -413,7 +413,7 @@ def kl_regularized_infonce_loss(
     Returns:
         The float32 loss (``[N]`` for ``reduction="none"``).
 
-    Example:
+    Examples:
         >>> kl_regularized_infonce_loss(torch.randn(4, 4), torch.randn(4, 4)).shape
         torch.Size([])
     """

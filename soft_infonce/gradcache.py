@@ -34,7 +34,7 @@ _SIDES = ("query_", "code_")
 class RandomState:
     """The CPU (and, once CUDA is in use, every CUDA device's) random state at one moment.
 
-    Example:
+    Examples:
         >>> state = RandomState()
         >>> a = torch.rand(2)
         >>> with state.replay():
@@ -148,7 +148,7 @@ def grad_cached_step(
     Returns:
         The detached loss of the full batch (before ``backward``'s scaling).
 
-    Example:
+    Examples:
         >>> loss = grad_cached_step(model, SoftInfoNCELoss(estimator=BM25Estimator()),
         ...                         batch, mini_batch_size=32)  # doctest: +SKIP
         >>> optimizer.step()  # doctest: +SKIP

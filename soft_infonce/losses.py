@@ -208,8 +208,8 @@ class ContrastiveLoss(nn.Module):
             sim_t = sim[:, :n].T  # (N codes, N queries): relevance of query j to code i
         elif sim is not None and self.estimator is not None:
             local = slice(g.offset, g.offset + n)
-            sim_t = self.estimator(g.queries, list(g.texts)[local],
-                                   list(g.candidate_queries)[local]).T
+            paired = None if g.candidate_queries is None else list(g.candidate_queries)[local]
+            sim_t = self.estimator(g.queries, list(g.texts)[local], paired).T
         elif sim is not None:
             raise ValueError(
                 "symmetric=True with gather_across_devices needs an estimator (a precomputed "
@@ -243,7 +243,7 @@ class InfoNCELoss(ContrastiveLoss):
     ``L = -1/N sum_i log(e^{s_ii} / sum_j e^{s_ij})``. Same forward as every loss here;
     a ``similarity`` argument is ignored.
 
-    Example:
+    Examples:
         >>> loss = InfoNCELoss(scale=20.0)
         >>> q, c = torch.nn.functional.normalize(torch.randn(8, 16), dim=1), torch.randn(8, 16)
         >>> loss(q, c).shape
@@ -299,7 +299,7 @@ class SoftInfoNCELoss(ContrastiveLoss):
         ``InfoNCELoss`` is the case ``alpha = 0``; ``FalseNegativeCancellationLoss`` sets
         weights to 0 or 1 instead.
 
-    Example:
+    Examples:
         >>> from soft_infonce import SoftInfoNCELoss
         >>> loss_fn = SoftInfoNCELoss.from_preset("simcse")
         >>> q, c, sim = torch.randn(4, 8), torch.randn(4, 8), torch.rand(4, 4)
@@ -350,7 +350,7 @@ class SoftInfoNCELoss(ContrastiveLoss):
         Returns:
             The configured loss.
 
-        Example:
+        Examples:
             >>> SoftInfoNCELoss.from_preset("bm25").alpha
             1.5
         """
@@ -442,9 +442,12 @@ class KLRegularizedInfoNCELoss(_SimilarityLoss):
         infonce_weight: weight of the InfoNCE term (0.7, the paper's beta).
         kl_weight: weight of the KL term (1.3, the paper's alpha).
         temperature: softmax temperature of the similarity; ``None``: the estimator's preset.
-        scale, estimator, symmetric, gather_across_devices: as in :class:`ContrastiveLoss`.
+        scale: multiplies the dot products.
+        estimator: computes the similarity from the raw texts.
+        symmetric: add the code-to-query direction.
+        gather_across_devices: use the codes of all processes as negatives.
 
-    Example:
+    Examples:
         >>> q, c, sim = torch.randn(4, 8), torch.randn(4, 8), torch.rand(4, 4)
         >>> loss = KLRegularizedInfoNCELoss()(q, c, sim)
     """
@@ -483,9 +486,12 @@ class FalseNegativeCancellationLoss(ContrastiveLoss):
         mode: ``"top_k"`` or ``"threshold"``.
         k: negatives dropped per query in ``top_k`` mode.
         ratio: ``threshold`` mode's fraction of the positive's similarity.
-        scale, estimator, symmetric, gather_across_devices: as in :class:`ContrastiveLoss`.
+        scale: multiplies the dot products.
+        estimator: computes the similarity from the raw texts.
+        symmetric: add the code-to-query direction.
+        gather_across_devices: use the codes of all processes as negatives.
 
-    Example:
+    Examples:
         >>> loss_fn = FalseNegativeCancellationLoss(mode="top_k", k=1)
         >>> loss = loss_fn(torch.randn(4, 8), torch.randn(4, 8), torch.rand(4, 4))
     """

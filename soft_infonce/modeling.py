@@ -51,7 +51,7 @@ class BiEncoder(nn.Module):
             go or ruby).
         data_flow_length: Data-flow nodes per code, for ``"graphcodebert"`` (64 in its paper).
 
-    Example:
+    Examples:
         >>> model = BiEncoder.from_pretrained("all-MiniLM-L6-v2/", normalize=True)  # doctest: +SKIP
         >>> q = model.encode_texts(["read a json file"], side="query")  # doctest: +SKIP
         >>> c = model.encode_texts(["def load(p): ..."], side="code")  # doctest: +SKIP
@@ -218,8 +218,11 @@ class BiEncoder(nn.Module):
         """Embed both sides of a batch with the shared encoder.
 
         Args:
-            query_input_ids, query_attention_mask: The query side, ``(batch, q_length)``.
-            code_input_ids, code_attention_mask: The code side, ``(batch, c_length)``.
+            query_input_ids: The query token ids, ``(batch, q_length)``.
+            query_attention_mask: Their mask, ``(batch, q_length)``.
+            code_input_ids: The code token ids, ``(batch, c_length)``.
+            code_attention_mask: Their mask, ``(batch, c_length)`` (or ``(batch, L, L)`` for
+                GraphCodeBERT's graph-guided attention).
             **extra: Tensors named ``query_<name>`` / ``code_<name>`` are passed to ``encode``
                 of that side as ``<name>``; entries that are not tensors (raw texts) are ignored.
 

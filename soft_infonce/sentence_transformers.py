@@ -119,7 +119,7 @@ class SoftInfoNCELoss(nn.Module):
         :class:`CachedSoftInfoNCELoss` is the GradCache version (large batches, little
         memory); :class:`soft_infonce.SoftInfoNCELoss` is the plain PyTorch face.
 
-    Example:
+    Examples:
         ```python
         from datasets import Dataset
         from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
@@ -352,7 +352,7 @@ class CachedSoftInfoNCELoss(CachedLossMixin, nn.Module):
         decode_missing_texts: as :class:`SoftInfoNCELoss`.
         show_progress_bar: show the mini-batch progress.
 
-    Example:
+    Examples:
         ``loss = CachedSoftInfoNCELoss(model, BM25Estimator(), mini_batch_size=32)`` with
         ``per_device_train_batch_size=1024``, otherwise as :class:`SoftInfoNCELoss`.
     """

@@ -174,7 +174,7 @@ class SoftInfoNCETrainer(Trainer):
         estimator: the weight estimator; built from ``args`` when ``None`` and ``loss`` is None.
         **kwargs: passed to ``transformers.Trainer``.
 
-    Example:
+    Examples:
         >>> trainer = SoftInfoNCETrainer(model, args, train_dataset=train, eval_dataset=valid)
         >>> trainer.train()
     """

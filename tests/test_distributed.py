@@ -201,13 +201,9 @@ def test_two_processes_match_one_process_with_the_global_batch(ranks, name, mini
                 tensors[f"{key}/grad/{n}"], expected, atol=1e-5, rtol=1e-5, msg=n
             )
     # Without the gather each process would see only its own codes: a different loss.
-    alone = [
-        step(BagOfWords(), CASES[name](False), batch(slice(r * LOCAL, (r + 1) * LOCAL)), None)[
-            0
-        ].item()
-        for r in range(WORLD)
-    ]
-    assert abs(sum(alone) / WORLD - loss.item()) > 1e-2
+    shards = [batch(slice(r * LOCAL, (r + 1) * LOCAL)) for r in range(WORLD)]
+    alone = [step(BagOfWords(), CASES[name](False), shard, None)[0] for shard in shards]
+    assert abs(sum(alone).item() / WORLD - loss.item()) > 1e-2
 
 
 def test_gather_candidates_offsets_texts_and_gradients(ranks) -> None:
@@ -217,8 +213,9 @@ def test_gather_candidates_offsets_texts_and_gradients(ranks) -> None:
         assert facts["queries"] == QUERIES[:4] and facts["texts"] == ["c"] * 4
         assert facts["candidate_queries"] is None
         assert facts["objects"] == [0, "r", 1, "r"]
-        # d/dx of sum_k k * gathered_k, summed over both processes' losses: 2 * (row weight).
-        expected = 2 * torch.tensor([[1.0], [2.0]]) + 2 * r * 2
+        # Each process's loss is sum_k k * gathered_k (k = 1..4); rank r's rows are gathered
+        # rows 2r + 1 and 2r + 2, and both processes' losses reach them: twice the weight.
+        expected = 2 * torch.tensor([[2.0 * r + 1], [2.0 * r + 2]])
         torch.testing.assert_close(tensors["x_grad"], expected.expand(2, 3))
 
 

@@ -223,7 +223,10 @@ def test_save_and_load_round_trip(tmp_path, tokenizer: BertTokenizerFast) -> Non
     model = BiEncoder(tiny_bert(), tokenizer, pooling="cls", normalize=True, scale=20.0)
     model.save_pretrained(tmp_path)
     settings = json.loads((tmp_path / "bi_encoder.json").read_text())
-    assert settings == {"pooling": "cls", "normalize": True, "scale": 20.0, "input_layout": "plain"}
+    assert settings == {
+        "pooling": "cls", "normalize": True, "scale": 20.0, "input_layout": "plain",
+        "language": None, "data_flow_length": 64,
+    }  # fmt: skip
     assert not [p for p in os.listdir(tmp_path) if p.endswith((".bin", ".pkl", ".pt"))]
     loaded = BiEncoder.from_pretrained(tmp_path)
     assert loaded.get_config_dict() == model.get_config_dict()

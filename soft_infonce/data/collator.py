@@ -76,7 +76,7 @@ def tokenize_texts(
         ``{"input_ids", "attention_mask"}``: LongTensors of shape (batch, longest row); the
         mask is 1 on real tokens and 0 on padding.
 
-    Example:
+    Examples:
         >>> batch = tokenize_texts(tokenizer, ["sort a list"], 32)  # doctest: +SKIP
         >>> batch["input_ids"].shape  # doctest: +SKIP
         torch.Size([1, 5])
@@ -126,7 +126,7 @@ class BiEncoderCollator:
         ``code_attention_mask`` (LongTensors, (batch, length)), ``queries`` and ``codes``
         (lists of the raw texts), plus the kept extra columns.
 
-    Example:
+    Examples:
         >>> collator = BiEncoderCollator(tokenizer, 64, 128)  # doctest: +SKIP
         >>> batch = collator([{"query": "add two numbers", "code": "def add(a, b): ..."}])
     """

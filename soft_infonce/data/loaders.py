@@ -32,7 +32,7 @@ class RetrievalSet:
         relevant: ``relevant[i]`` is the index in ``codes`` of query ``i``'s true code.
         name: A label for reports.
 
-    Example:
+    Examples:
         >>> task = RetrievalSet(["sort a list"], ["def f(x): return sorted(x)"], [0])
         >>> len(task.queries), len(task.codes)
         (1, 1)
@@ -172,7 +172,7 @@ def load_codesearchnet(
         A Dataset with columns ``query`` (the docstring tokens joined by spaces), ``code``
         (the code tokens joined by spaces, or the source) and ``url``.
 
-    Example:
+    Examples:
         >>> train = load_codesearchnet("dataset/python", "train")  # doctest: +SKIP
     """
     _check_split(split, _SPLITS)
@@ -346,7 +346,7 @@ def load_jsonl(
     Returns:
         A Dataset with columns ``query``, ``code`` and the extra fields.
 
-    Example:
+    Examples:
         >>> pairs = load_jsonl("pairs.jsonl", "docstring", "function")  # doctest: +SKIP
     """
     path = Path(path)
@@ -376,7 +376,7 @@ def pairs_to_retrieval_set(dataset: datasets.Dataset, name: str = "") -> Retriev
     Returns:
         A RetrievalSet with ``len(dataset)`` queries.
 
-    Example:
+    Examples:
         >>> task = pairs_to_retrieval_set({"query": ["a", "b"], "code": ["x", "x"]})
         >>> task.codes, task.relevant
         (['x'], [0, 0])

@@ -241,7 +241,7 @@ def mine_pairs(
         A DatasetDict with splits ``train``, ``valid`` and ``test``, each with columns
         ``query``, ``code``, ``path`` (the file) and ``name`` (``Class.method``).
 
-    Example:
+    Examples:
         >>> splits = mine_pairs(default_corpus(), seed=0)  # doctest: +SKIP
         >>> splits["train"][0]["query"]  # doctest: +SKIP
     """

@@ -97,7 +97,7 @@ class WeightEstimator(CachedEmbeddingsMixin, abc.ABC):
         requires_candidate_queries: whether the call needs ``candidate_queries``.
         embedding_sides: the sides (``"query"``, ``"code"``) that :meth:`embed` caches.
 
-    Example:
+    Examples:
         >>> class LengthEstimator(WeightEstimator):
         ...     def similarity(self, queries, codes):
         ...         lengths = torch.tensor([float(len(c)) for c in codes])

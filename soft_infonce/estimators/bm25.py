@@ -23,7 +23,7 @@ def code_tokenize(text: str) -> list[str]:
     Punctuation and whitespace separate words and are dropped; letters and digits stay
     together within a word (``"utf8"``, ``"sha256"``).
 
-    Example:
+    Examples:
         >>> code_tokenize("def getHTTPResponse_code(self): return self.status_code")
         ['def', 'get', 'http', 'response', 'code', 'self', 'return', 'self', 'status', 'code']
     """
@@ -51,7 +51,7 @@ class BM25Estimator(WeightEstimator):
         epsilon: the idf floor as a fraction of the mean idf, ``>= 0``.
         tokenizer: text -> list of tokens; :func:`code_tokenize` by default.
 
-    Example:
+    Examples:
         >>> bm25 = BM25Estimator(side="query-code")
         >>> sim = bm25(["read a file", "sort a list"], ["def read_file(p): ...", "sorted(xs)"])
         >>> bool(sim[0, 0] > sim[0, 1])

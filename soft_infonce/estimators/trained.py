@@ -54,7 +54,7 @@ class TrainedModelEstimator(WeightEstimator):
         device: where the frozen copy runs (default: where the model is).
         cache: keep the embeddings of every text seen (keyed by its sha256).
 
-    Example:
+    Examples:
         >>> estimator = TrainedModelEstimator("runs/infonce/final", similarity="dot")
         >>> sim = estimator(["read a file"], ["def read(p): return open(p).read()"])
     """

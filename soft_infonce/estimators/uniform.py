@@ -16,7 +16,7 @@ class UniformEstimator(WeightEstimator):
     ``p_ij = 1 / (M - 1)``, so ``w_ij = (beta - alpha / (M - 1)) / (beta - alpha / (M - 1)) = 1``
     for every alpha and beta. It is the baseline and the sanity check of a training setup.
 
-    Example:
+    Examples:
         >>> UniformEstimator()(["q1", "q2"], ["c1", "c2"])
         tensor([[0., 0.],
                 [0., 0.]])

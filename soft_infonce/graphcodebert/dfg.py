@@ -58,7 +58,7 @@ def extract_dataflow(code: str, language: str) -> tuple[list[str], list[Dataflow
         UnsupportedCode: the parser cannot handle the code (no tokens, mostly syntax errors,
             too deep or too large to walk).
 
-    Example:
+    Examples:
         >>> tokens, edges = extract_dataflow("def f(a):\\n    b = a + 1\\n    return b", "python")
         >>> tokens[6:11]
         ['b', '=', 'a', '+', '1']
