@@ -15,6 +15,7 @@ reciprocal ranks (averaged over seeds). Results go to ``benchmarks/results/quali
 
     python benchmarks/quality.py                     # the full grid (about an hour, 2 cores)
     python benchmarks/quality.py --steps 5 --seeds 0 --runs infonce,soft:bm25   # a smoke run
+    python benchmarks/quality.py --runs zero-shot --seeds 0       # the encoder untrained
 """
 
 from __future__ import annotations
@@ -164,9 +165,9 @@ def main() -> None:
                                         "device": f"cpu ({os.cpu_count()} cores)"}
     specs = [s.strip() for s in args.runs.split(",") if s.strip()]
     data = experiments(0)
-    for exp in args.experiments.split(","):
-        train, test = data[exp]
-        for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: partial runs stay paired
+        for exp in args.experiments.split(","):
+            train, test = data[exp]
             infonce_model = None
             recorded = results["runs"].get(exp, {})
             todo = [s for s in specs if str(seed) not in recorded.get(s, {})]
@@ -174,7 +175,11 @@ def main() -> None:
                 todo.insert(0, "infonce")  # retrained (same seed, same model) for the estimator
             for spec in todo:
                 t0 = time.time()
-                model = train_one(spec, train, seed, args, infonce_model, Path("/tmp/quality"))
+                if spec == "zero-shot":  # the encoder before fine-tuning, same lengths
+                    model = load_model()
+                else:
+                    model = train_one(spec, train, seed, args, infonce_model,
+                                      Path("/tmp/quality"))
                 if spec == "infonce":
                     infonce_model = model
                 ranks = ranks_of(model, test, args)
