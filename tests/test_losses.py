@@ -192,3 +192,21 @@ def test_config_and_citation():
     cfg = loss.get_config_dict()
     assert cfg["alpha"] == 1.5 and cfg["scale"] == 20.0
     assert "Rethinking Negative Pairs in Code Search" in loss.citation
+
+
+def test_importing_the_package_and_its_losses_stays_light():
+    """``import soft_infonce`` needs torch only: no transformers, datasets, sentence-transformers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, soft_infonce\n"
+        "from soft_infonce import SoftInfoNCELoss, WeightEstimator, negative_weights\n"
+        "print(sorted(m for m in ('transformers', 'datasets', 'sentence_transformers')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    lazy = subprocess.run([sys.executable, "-c", "import soft_infonce; soft_infonce.BiEncoder"],
+                          capture_output=True, text=True)
+    assert lazy.returncode == 0, lazy.stderr
