@@ -96,7 +96,7 @@ def default_labels(scores: torch.Tensor, labels: torch.Tensor | None = None) -> 
     return labels.to(device=scores.device, dtype=torch.long)
 
 
-def _positive_mask(shape: torch.Size, labels: torch.Tensor) -> torch.Tensor:
+def _positive_mask(shape: torch.Size | tuple[int, ...], labels: torch.Tensor) -> torch.Tensor:
     mask = torch.zeros(shape, dtype=torch.bool, device=labels.device)
     mask[torch.arange(shape[0], device=labels.device), labels] = True
     return mask  # (N, M), True at each row's positive
@@ -125,10 +125,15 @@ def negative_distribution(
     """
     check_scores(similarity, "similarity")
     _check_temperature(temperature)
-    labels = default_labels(similarity, positives)
+    mask = _positive_mask(similarity.shape, default_labels(similarity, positives))
+    return _softmax_over_negatives(similarity, temperature, mask)
+
+
+def _softmax_over_negatives(
+    similarity: torch.Tensor, temperature: float, positive_mask: torch.Tensor
+) -> torch.Tensor:
     logits = similarity.detach().float() / temperature  # (N, M)
-    logits = logits.masked_fill(_positive_mask(logits.shape, labels), float("-inf"))
-    return torch.softmax(logits, dim=1)
+    return torch.softmax(logits.masked_fill(positive_mask, float("-inf")), dim=1)
 
 
 @torch.no_grad()
@@ -171,18 +176,21 @@ def negative_weights(
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
     if not beta > 0:
         raise ValueError(f"beta must be > 0, got {beta!r}")
-    p = negative_distribution(similarity, temperature, positives)  # (N, M), 0 at positives
-    num_negatives = p.shape[1] - 1
-    denominator = beta - alpha / num_negatives * p.sum(dim=1, keepdim=True)  # (N, 1)
-    if (denominator <= 0).any():
+    check_scores(similarity, "similarity")
+    _check_temperature(temperature)
+    num_negatives = similarity.shape[1] - 1
+    # sum_k p_ik = 1 after the softmax, so Eq. 4's denominator is one number for every row.
+    denominator = beta - alpha / num_negatives
+    if denominator <= 0:
         raise ValueError(
             f"beta - alpha / (M - 1) must be > 0 for the weights to be defined, got "
             f"beta={beta!r}, alpha={alpha!r}, M - 1={num_negatives} negatives: use a larger "
             f"batch or a smaller alpha"
         )
+    mask = _positive_mask(similarity.shape, default_labels(similarity, positives))
+    p = _softmax_over_negatives(similarity, temperature, mask)  # (N, M), 0 at positives
     weights = ((beta - alpha * p) / denominator).clamp_min(min_weight)
-    labels = default_labels(similarity, positives)
-    return weights.masked_fill(_positive_mask(weights.shape, labels), 1.0)
+    return weights.masked_fill(mask, 1.0)
 
 
 @torch.no_grad()
@@ -263,7 +271,7 @@ def _check_weights(weights: torch.Tensor, scores: torch.Tensor, labels: torch.Te
             f"weights must have the shape of scores {tuple(scores.shape)}, got "
             f"{tuple(weights.shape)}"
         )
-    if torch.isnan(weights).any() or (weights < 0).any() or torch.isinf(weights).any():
+    if not (torch.isfinite(weights) & (weights >= 0)).all():  # one pass, one sync
         raise ValueError("weights must be finite and >= 0 (0 cancels a negative)")
     if (weights.gather(1, labels[:, None]) <= 0).any():
         raise ValueError("weights must be > 0 at each row's positive")
