@@ -195,7 +195,7 @@ def test_config_and_citation():
 
 
 def test_importing_the_package_and_its_losses_stays_light():
-    """``import soft_infonce`` needs torch only: no transformers, datasets, sentence-transformers."""
+    """``import soft_infonce`` needs torch only, not transformers or sentence-transformers."""
     import subprocess
     import sys
 
@@ -210,3 +210,16 @@ def test_importing_the_package_and_its_losses_stays_light():
     lazy = subprocess.run([sys.executable, "-c", "import soft_infonce; soft_infonce.BiEncoder"],
                           capture_output=True, text=True)
     assert lazy.returncode == 0, lazy.stderr
+
+
+def test_the_readme_example_runs():
+    """The README's usage example is kept true: run its python block as written."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert block is not None
+    namespace: dict = {}
+    exec(compile(block.group(1), "README.md", "exec"), namespace)  # noqa: S102
+    assert torch.isfinite(namespace["loss"]) and namespace["q"].grad is not None
