@@ -155,7 +155,12 @@ def main() -> None:
     parser.add_argument("--max_code_length", type=int, default=64)
     parser.add_argument("--experiments", default="stdlib->cosqa,ruby")
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/quality.json"))
+    parser.add_argument("--report-only", action="store_true", help="Print and plot saved results.")
     args = parser.parse_args()
+    out = Path(args.output)
+    if args.report_only:
+        report(json.loads(out.read_text()), out.with_suffix(".png"))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(os.cpu_count() or 1)
     out = Path(args.output)
@@ -194,12 +199,41 @@ def main() -> None:
                 results["summary"] = summarise(results)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(results))
+    report(results, out.with_suffix(".png"))
+
+
+def plot(summary: dict, path: Path) -> None:
+    """Bar chart of mean MRR (error bars: std over seeds), one panel per experiment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(summary), figsize=(6 * len(summary), 4.5), squeeze=False)
+    for ax, (exp, rows) in zip(axes[0], summary.items()):
+        names = list(rows)
+        means = [rows[n]["mrr_mean"] for n in names]
+        ax.bar(range(len(names)), means, yerr=[rows[n]["mrr_std"] for n in names], capsize=3,
+               color=["tab:gray" if n in ("infonce", "zero-shot") else "tab:blue" for n in names])
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        low = min(means)
+        ax.set_ylim(low - 0.03, max(means) + 0.02)
+        ax.set(title=f"{exp} (mean over seeds)", ylabel="test MRR")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(results: dict, png: Path | None) -> None:
+    """Print the summary table (and draw it)."""
     print(f"\n{'experiment':<16}{'run':<38}{'MRR mean':>10}{'std':>8}{'delta':>9}{'p':>8}")
     for exp, rows in results["summary"].items():
         for spec, row in rows.items():
             print(f"{exp:<16}{spec:<38}{row['mrr_mean']:>10.4f}{row['mrr_std']:>8.4f}"
                   f"{row.get('delta_vs_infonce', float('nan')):>9.4f}"
                   f"{row.get('p_value', float('nan')):>8.4f}")
+    if png is not None:
+        plot(results["summary"], png)
 
 
 if __name__ == "__main__":
