@@ -163,7 +163,6 @@ def main() -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(os.cpu_count() or 1)
-    out = Path(args.output)
     results = json.loads(out.read_text()) if out.exists() else {}
     results.setdefault("runs", {})
     results["settings"] = vars(args) | {"model": "all-MiniLM-L6-v2 (mean, cosine x 20)",

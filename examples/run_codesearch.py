@@ -43,13 +43,13 @@ from transformers import HfArgumentParser, IntervalStrategy, set_seed  # noqa: E
 from transformers.trainer_utils import SaveStrategy  # noqa: E402
 
 import soft_infonce  # noqa: E402
+from soft_infonce import SoftInfoNCELoss  # noqa: E402
 from soft_infonce import data as D  # noqa: E402
 from soft_infonce.evaluation import evaluate_retrieval  # noqa: E402
 from soft_infonce.modeling import BiEncoder  # noqa: E402
 from soft_infonce.trainer import (  # noqa: E402
     SoftInfoNCETrainer,
     SoftInfoNCETrainingArguments,
-    build_estimator,
 )
 
 logger = logging.getLogger("run_codesearch")
@@ -238,20 +238,15 @@ def load_model(model_args: ModelArguments) -> BiEncoder:
     )
 
 
-def sample_weights(train, run_args: CodeSearchTrainingArguments, n_batches: int = 4):
-    """The estimated negative weights of a few training batches (the paper's Fig. 2)."""
-    from soft_infonce.trainer import build_loss
-
-    estimator = build_estimator(run_args)
-    if estimator is None or run_args.loss != "soft":
+def sample_weights(train, loss_fn, batch_size: int, n_batches: int = 4):
+    """The estimated negative weights of a few training batches (the paper's Fig. 2), from the
+    trained run's own loss and estimator (its caches are warm)."""
+    if not isinstance(loss_fn, SoftInfoNCELoss) or loss_fn.estimator is None:
         return None
-    loss = build_loss(run_args, estimator)
-    size = run_args.per_device_train_batch_size
     chunks = []
-    for b in range(min(n_batches, len(train) // size)):
-        rows = train[b * size : (b + 1) * size]
-        sim = estimator(rows["query"], rows["code"], rows["query"])
-        w = loss.weights(sim)
+    for b in range(min(n_batches, len(train) // batch_size)):
+        rows = train[b * batch_size : (b + 1) * batch_size]
+        w = loss_fn.weights(loss_fn.estimator(rows["query"], rows["code"], rows["query"]))
         chunks.append(w[~torch.eye(len(w), dtype=torch.bool)])
     return torch.cat(chunks) if chunks else None
 
@@ -378,7 +373,7 @@ def main() -> None:
         if trainer.is_world_process_zero():
             trainer.model.save_pretrained(best)
         histories[name] = trainer.state.log_history
-        sampled = sample_weights(train, run_args)
+        sampled = sample_weights(train, trainer.loss_fn, run_args.per_device_train_batch_size)
         if sampled is not None:
             weights[name] = sampled
         results[name] = {

@@ -14,14 +14,7 @@ from soft_infonce.evaluation import (
     target_ranks,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrix products: extra threads only wait for each other on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def brute_force_ranks(scores: list[list[float]], targets: list[int]) -> list[int]:
