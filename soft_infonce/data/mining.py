@@ -30,18 +30,19 @@ Files that cannot be read, decoded or parsed are skipped and counted, never fata
 from __future__ import annotations
 
 import ast
-import io
+import itertools
 import logging
 import os
 import random
 import re
 import sysconfig
 import time
-import tokenize
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
+
+from .files import PRUNED_DIRS, TEST_DIRS, Skipped, SourceFileError, iter_source_files, read_source
 
 if TYPE_CHECKING:
     import datasets
@@ -52,9 +53,7 @@ _WORD = re.compile(r"\w+")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _URL = re.compile(r"https?://|www\.", re.IGNORECASE)
 _PARAGRAPH = re.compile(r"\n\s*\n")
-_TEST_DIRS = frozenset({"test", "tests", "testing"})
-_PRUNED_DIRS = frozenset({"__pycache__", "site-packages", "dist-packages", "node_modules"})
-_STDLIB_EXCLUDED = frozenset({"idlelib", "idle_test", "turtledemo"}) | _TEST_DIRS | _PRUNED_DIRS
+_STDLIB_EXCLUDED = frozenset({"idlelib", "idle_test", "turtledemo"}) | TEST_DIRS | PRUNED_DIRS
 _COLUMNS = ("query", "code", "path", "name")
 
 
@@ -76,55 +75,20 @@ def default_corpus() -> list[Path]:
     return sorted(files)
 
 
-def _is_test_file(name: str) -> bool:
-    return (
-        name.startswith("test_")
-        or name.endswith(("_test.py", "_tests.py"))
-        or name in {"test.py", "tests.py", "conftest.py"}
-    )
-
-
-def _collect_files(paths: Sequence[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for given in paths:
-        path = Path(given)
-        if path.is_file():
-            if not _is_test_file(path.name):
-                files.append(path)
-        elif path.is_dir():
-            for folder, dirs, names in os.walk(path):
-                dirs[:] = sorted(
-                    d
-                    for d in dirs
-                    if d not in _PRUNED_DIRS and d not in _TEST_DIRS and not d.startswith(".")
-                )
-                files.extend(
-                    Path(folder) / n
-                    for n in sorted(names)
-                    if n.endswith(".py") and not _is_test_file(n)
-                )
-        else:
-            raise ValueError(f"paths must be existing files or folders, got {str(given)!r}")
-    seen: set[Path] = set()
-    unique = []
-    for file in files:
-        key = file.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(file)
-    return unique
-
-
-def _read_module(path: Path) -> tuple[ast.Module, list[str]] | None:
-    """The parsed module and its lines, or None when it cannot be read, decoded or parsed."""
+def _read_module(path: Path, skipped: Skipped) -> tuple[ast.Module, list[str]] | None:
+    """The parsed module and its lines, or None (counted in ``skipped``) when it cannot be read,
+    decoded or parsed."""
     try:
-        data = path.read_bytes()
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-        source = data.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
+        source = read_source(path)
+    except SourceFileError as error:
+        skipped.add(error.reason, path)
+        return None
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = ast.parse(source, filename=str(path))
-    except (OSError, SyntaxError, ValueError, UnicodeDecodeError, LookupError, RecursionError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        skipped.add("not parseable", path)
         return None
     return tree, source.split("\n")
 
@@ -207,7 +171,7 @@ def _check_arguments(
 
 
 def mine_pairs(
-    paths: Sequence[str | Path],
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     valid_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -226,7 +190,8 @@ def mine_pairs(
     3,115 / valid 413 / test 500 at seed 0) in 2 to 3 s on one idle core; parsing dominates.
 
     Args:
-        paths: Python files and/or folders (searched recursively).
+        paths: Python files and/or folders (searched recursively); a plain string is one
+            path. Only regular files are read (FIFOs, devices and link loops are skipped).
         valid_fraction: Share of the pairs for the valid split (whole files, so approximate).
         test_fraction: Share of the pairs for the test split.
         seed: Seed of the file shuffle; the same files and seed give the same splits.
@@ -252,14 +217,13 @@ def mine_pairs(
     if max_files is not None and max_files < 1:
         raise ValueError(f"max_files must be None or >= 1, got {max_files!r}")
     started = time.perf_counter()
-    files = _collect_files(paths)[:max_files]
+    skipped = Skipped()
+    files = list(itertools.islice(iter_source_files(paths, skipped=skipped), max_files))
     by_file: dict[str, list[dict[str, str]]] = {}
     seen_codes: set[str] = set()
-    failed: list[Path] = []
     for path in tqdm(files, desc="mining", unit="file", disable=not show_progress):
-        parsed = _read_module(path)
+        parsed = _read_module(path, skipped)
         if parsed is None:
-            failed.append(path)
             continue
         tree, lines = parsed
         for name, node in _functions(tree):
@@ -283,13 +247,8 @@ def mine_pairs(
             seen_codes.add(key)
             row = {"query": query, "code": code, "path": str(path), "name": name}
             by_file.setdefault(str(path), []).append(row)
-    if failed:
-        logger.warning(
-            "skipped %d of %d files that could not be read, decoded or parsed (first: %s)",
-            len(failed),
-            len(files),
-            failed[0],
-        )
+    if skipped.total:
+        logger.warning("skipped %d of %d files: %s", skipped.total, len(files), skipped.summary())
     total = sum(len(rows) for rows in by_file.values())
     if total == 0:
         raise ValueError(f"no pairs could be mined from {len(files)} files under paths={paths!r}")
