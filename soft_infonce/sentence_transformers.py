@@ -75,7 +75,8 @@ class SoftInfoNCEDataCollator(SentenceTransformerDataCollator):
 
 def _estimator_name(estimator: WeightEstimator) -> str:
     settings = {"side": getattr(estimator, "side", None)}
-    settings.update({k: v for k, v in estimator.cache_config().items() if k == "model"})
+    cache_config = getattr(estimator, "cache_config", dict)  # frozen-encoder estimators only
+    settings.update({k: v for k, v in cache_config().items() if k == "model"})
     args = ", ".join(f"{k}={v!r}" for k, v in settings.items() if v is not None)
     return f"{type(estimator).__name__}({args})"
 

@@ -26,11 +26,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from soft_infonce.estimators import (  # noqa: E402
     BM25Estimator,
     EmbeddingEstimator,
+    FrozenEncoderEstimator,
     TrainedModelEstimator,
     UniformEstimator,
     WeightEstimator,
     code_tokenize,
 )
+from soft_infonce.estimators.cache import payload_checksum  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUBY = REPO.parent / "shared" / "data" / "csn-ruby" / "valid.jsonl"
@@ -40,16 +42,17 @@ WORDS = (
 
 
 # ----------------------------------------------------------------------------- helpers
-class ToyEmbedding(WeightEstimator):
+class ToyEmbedding(FrozenEncoderEstimator):
     """Features of each text through a frozen linear layer and a dropout (eval mode matters)."""
-
-    embedding_sides = ("query", "code")
 
     def __init__(self, seed: int = 0, cache: bool = True) -> None:
         torch.manual_seed(seed)
-        self.net = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5))
-        self.use_cache = cache
+        super().__init__(nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5)), cache=cache)
         self.batches: list[list[str]] = []
+
+    net = property(  # the frozen model under the name these tests use
+        lambda self: self.model, lambda self, module: setattr(self, "model", module)
+    )
 
     @staticmethod
     def features(texts: list[str], side: str) -> torch.Tensor:
@@ -60,7 +63,7 @@ class ToyEmbedding(WeightEstimator):
         self.batches.append(list(texts))
         return self.net(self.features(texts, side))
 
-    def similarity(self, queries, codes):
+    def similarity(self, queries, codes, candidate_queries=None):
         return self.embed(queries, "query") @ self.embed(codes, "code").T
 
     @property
@@ -305,22 +308,20 @@ def _corrupt_files(tmp_path: Path) -> list[Path]:
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes((tmp_path / "good.safetensors").read_bytes()[:-40])
     lying = tmp_path / "lying.safetensors"  # the metadata says dim 5, the tensor has 8
+    tensors = {
+        "query.keys": torch.zeros(2, 32, dtype=torch.uint8),
+        "query.embeddings": torch.zeros(2, 8),
+    }
     meta = {
         "format": "soft-infonce-embedding-cache",
-        "version": "1",
+        "version": "2",
         "model": "x",
         "identity": good.cache_identity(),
         "sides": '["query"]',
         "dim.query": "5",
+        "checksum": payload_checksum(tensors),  # a valid checksum: the dim check must catch it
     }
-    save_file(
-        {
-            "query.keys": torch.zeros(2, 32, dtype=torch.uint8),
-            "query.embeddings": torch.zeros(2, 8),
-        },
-        str(lying),
-        metadata=meta,
-    )
+    save_file(tensors, str(lying), metadata=meta)
     return [garbage, truncated, lying]
 
 
@@ -336,10 +337,12 @@ def test_a_corrupt_cache_warns_and_is_recomputed(tmp_path):
 def test_a_missing_cache_file_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ToyEmbedding().load_cache(tmp_path / "nope.safetensors")
-    with pytest.raises(ValueError, match="no embedding cache"):
-        UniformEstimator().save_cache(tmp_path / "x.safetensors")
-    with pytest.raises(ValueError, match="BM25Estimator embeds no texts"):
-        BM25Estimator().precompute(["read a file"])
+    # estimators without an encoder have no embedding cache at all (issue 10: no inherited
+    # embed / precompute / save_cache they cannot use)
+    for estimator in (UniformEstimator(), BM25Estimator()):
+        assert not isinstance(estimator, FrozenEncoderEstimator)
+        for method in ("embed", "precompute", "save_cache", "load_cache", "cache_size"):
+            assert not hasattr(estimator, method)
 
 
 # ----------------------------------------------------------------------------- uniform

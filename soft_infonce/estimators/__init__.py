@@ -2,16 +2,20 @@
 
 ``UniformEstimator`` (InfoNCE), ``BM25Estimator`` (lexical, in-batch), ``EmbeddingEstimator``
 (a frozen sentence encoder such as SimCSE) and ``TrainedModelEstimator`` (a frozen
-InfoNCE-trained bi-encoder). Subclass :class:`WeightEstimator` for your own. Importing
-this package is light: sentence-transformers and transformers load on first use.
+InfoNCE-trained bi-encoder). Subclass :class:`WeightEstimator` for your own, or
+:class:`FrozenEncoderEstimator` when it runs a frozen neural encoder (freezing, device and an
+embedding cache come with it). Importing this package is light: sentence-transformers and
+transformers load on first use.
 """
 
 from __future__ import annotations
 
-from soft_infonce.estimators.base import WeightEstimator, check_texts, freeze
+from soft_infonce.estimators.base import WeightEstimator
 from soft_infonce.estimators.bm25 import BM25Estimator, code_tokenize
-from soft_infonce.estimators.cache import EmbeddingCache
+from soft_infonce.estimators.cache import EmbeddingCache, EmbeddingStore
+from soft_infonce.estimators.checks import check_texts
 from soft_infonce.estimators.embedding import EmbeddingEstimator
+from soft_infonce.estimators.frozen import FrozenEncoderEstimator, freeze
 from soft_infonce.estimators.trained import TrainedModelEstimator
 from soft_infonce.estimators.uniform import UniformEstimator
 
@@ -19,6 +23,8 @@ __all__ = [
     "BM25Estimator",
     "EmbeddingCache",
     "EmbeddingEstimator",
+    "EmbeddingStore",
+    "FrozenEncoderEstimator",
     "TrainedModelEstimator",
     "UniformEstimator",
     "WeightEstimator",

@@ -3,103 +3,76 @@
 Soft-InfoNCE (Li et al., EMNLP 2023, Eq. 3-4) weights each negative code j of query i by
 ``w_ij`` computed from an estimated relevance ``sim_ij``. An estimator maps raw texts to
 that ``[len(queries), len(codes)]`` score matrix; it is never trained by the loss.
+
+This module holds the interface only (one abstract method and the validating call). Frozen
+encoders and their embedding cache live in :mod:`soft_infonce.estimators.frozen`.
 """
 
 from __future__ import annotations
 
 import abc
 import functools
-import inspect
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from soft_infonce.estimators.cache import CachedEmbeddingsMixin
+from soft_infonce.estimators.checks import check_texts
 
+__all__ = ["WeightEstimator", "check_texts"]
 
-def check_texts(name: str, texts: Sequence[str]) -> list[str]:
-    """Return ``texts`` as a list after checking it is a non-empty list of non-blank strings."""
-    if isinstance(texts, (str, bytes)):
-        raise ValueError(
-            f"{name} must be a sequence of strings, got a single {type(texts).__name__}"
-            f" {texts[:40]!r}"
-        )
-    try:
-        texts = list(texts)
-    except TypeError:
-        raise ValueError(
-            f"{name} must be a sequence of strings, got {type(texts).__name__}"
-        ) from None
-    if not texts:
-        raise ValueError(f"{name} must hold at least one text, got an empty {name}")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise ValueError(f"{name}[{i}] must be a str, got {type(text).__name__}: {text!r:.60}")
-        if not text or text.isspace():
-            raise ValueError(f"{name}[{i}] must be a non-blank text, got {text!r}")
-    return texts
+_CO_VARARGS, _CO_VARKEYWORDS = 0x04, 0x08
 
 
-def _eval_only_train(module: nn.Module, mode: bool = True) -> nn.Module:
-    """Replacement ``train`` for frozen modules: any ``train(mode)`` leaves them in eval mode."""
-    return nn.Module.train(module, False)
+def _legacy_similarity(cls: type, method: Callable[..., Any]) -> Callable[..., Any] | None:
+    """An adapter for a ``similarity`` that cannot take candidate_queries positionally.
+
+    The interface calls ``similarity(queries, codes, candidate_queries)``. Subclasses written
+    for older releases defined ``similarity(self, queries, codes)`` (never given
+    candidate_queries) or took it by keyword only; they keep working through this adapter,
+    with a ``DeprecationWarning`` when the class is created. ``None`` when no adapter is needed
+    (the fixed signature, ``*args``, or anything that is not a plain function).
+    """
+    code = getattr(method, "__code__", None)
+    if code is None or code.co_argcount >= 4 or code.co_flags & _CO_VARARGS:
+        return None
+    names = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    by_keyword = "candidate_queries" in names or bool(code.co_flags & _CO_VARKEYWORDS)
+    warnings.warn(
+        f"{cls.__qualname__}.similarity should take (self, queries, codes, "
+        "candidate_queries=None); the form it has is deprecated and will stop working in a "
+        "future release",
+        DeprecationWarning,
+        stacklevel=4,  # the class statement (through ABCMeta.__new__)
+    )
+
+    @functools.wraps(method)
+    def similarity(self: Any, queries: Any, codes: Any, candidate_queries: Any = None) -> Any:
+        if by_keyword:
+            return method(self, queries, codes, candidate_queries=candidate_queries)
+        return method(self, queries, codes)
+
+    return similarity
 
 
-def freeze(module: nn.Module) -> nn.Module:
-    """Put ``module`` in eval mode, turn off its gradients, and keep it so under ``.train()``."""
-    module.train = functools.partial(_eval_only_train, module)  # picklable, unlike a lambda
-    module.eval()
-    module.requires_grad_(False)
-    for parameter in module.parameters():
-        parameter.grad = None  # a frozen module needs no (deep-copied) gradients
-    return module
-
-
-def _similarity_mode(cls: type) -> str:
-    """How ``cls.similarity`` takes candidate_queries: "keyword", "positional" or "none"."""
-    raw = inspect.getattr_static(cls, "similarity")
-    func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
-    try:
-        params = list(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
-        return "keyword"
-    if not isinstance(raw, staticmethod):
-        params = params[1:]  # self or cls
-    kind = inspect.Parameter
-    if any(p.kind == kind.VAR_KEYWORD for p in params) or any(
-        p.name == "candidate_queries" and p.kind != kind.POSITIONAL_ONLY for p in params
-    ):
-        return "keyword"
-    positional = [p for p in params if p.kind in (kind.POSITIONAL_ONLY, kind.POSITIONAL_OR_KEYWORD)]
-    if len(positional) >= 3 or any(p.kind == kind.VAR_POSITIONAL for p in params):
-        return "positional"
-    return "none"
-
-
-class WeightEstimator(CachedEmbeddingsMixin, abc.ABC):
+class WeightEstimator(abc.ABC):
     """Estimates the relevance ``sim_ij`` of candidate code j to query i, without gradients.
 
-    Subclasses implement :meth:`similarity`; calling the estimator validates the inputs,
-    runs it under ``torch.no_grad()`` and checks the result. ``similarity(self, queries,
-    codes)`` with two arguments is accepted too; it is then never given candidate_queries.
-
-    Any ``torch.nn.Module`` assigned as an attribute is frozen (eval mode, no gradients,
-    and it stays in eval mode when a parent module calls ``.train()``) and moves with
-    :meth:`to`. Estimators built on a frozen encoder implement :meth:`encode` and call
-    :meth:`embed`, which embeds each distinct text once per run (keyed by the sha256 of
-    its content); :meth:`precompute`, :meth:`save_cache` and :meth:`load_cache` manage it.
+    Subclasses implement :meth:`similarity`; calling the estimator checks the texts, runs it
+    under ``torch.no_grad()`` and checks the result (a real ``[len(queries), len(codes)]``
+    matrix of finite scores), which it returns detached as float32. Estimators built on a
+    frozen neural encoder subclass :class:`~soft_infonce.estimators.FrozenEncoderEstimator`,
+    which adds freezing, device placement and an embedding cache.
 
     Attributes:
-        preset: the paper's hyper-parameter preset that suits the score scale:
-            ``"bm25"``, ``"simcse"``, ``"trained"`` or ``None``.
+        preset: the paper's hyper-parameter preset tuned on this estimator's score scale:
+            ``"bm25"``, ``"simcse"``, ``"trained"`` or ``None``; resolved by the losses.
         requires_candidate_queries: whether the call needs ``candidate_queries``.
-        embedding_sides: the sides (``"query"``, ``"code"``) that :meth:`embed` caches.
 
     Examples:
         >>> class LengthEstimator(WeightEstimator):
-        ...     def similarity(self, queries, codes):
+        ...     def similarity(self, queries, codes, candidate_queries=None):
         ...         lengths = torch.tensor([float(len(c)) for c in codes])
         ...         return -(lengths[None, :] - lengths[: len(queries), None]).abs()
         >>> LengthEstimator()(["sort a list", "read a file"], ["sorted(x)", "open(p).read()"]).shape
@@ -108,11 +81,14 @@ class WeightEstimator(CachedEmbeddingsMixin, abc.ABC):
 
     preset: ClassVar[str | None] = None
     requires_candidate_queries: bool = False
-    _similarity_mode: ClassVar[str] = "keyword"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._similarity_mode = _similarity_mode(cls)
+        method = cls.__dict__.get("similarity")
+        if method is not None and not getattr(method, "__isabstractmethod__", False):
+            adapter = _legacy_similarity(cls, method)
+            if adapter is not None:
+                cls.similarity = adapter  # type: ignore[method-assign]
 
     @abc.abstractmethod
     def similarity(
@@ -130,7 +106,7 @@ class WeightEstimator(CachedEmbeddingsMixin, abc.ABC):
                 (query-query estimators compare with it).
 
         Returns:
-            A tensor of finite scores; higher means more relevant.
+            A tensor (or array) of finite scores; higher means more relevant.
         """
 
     def __call__(
@@ -139,9 +115,14 @@ class WeightEstimator(CachedEmbeddingsMixin, abc.ABC):
         codes: Sequence[str],
         candidate_queries: Sequence[str] | None = None,
     ) -> torch.Tensor:
-        """Validated :meth:`similarity`: a detached float32 ``[len(queries), len(codes)]``."""
+        """Validated :meth:`similarity`: a detached float32 ``[len(queries), len(codes)]``.
+
+        Raises:
+            ValueError: a text argument is empty, holds a blank or non-str text, or
+                ``candidate_queries`` is missing where needed or has the wrong length; or the
+                scores have the wrong shape or are not finite (naming the estimator class).
+        """
         queries, codes = check_texts("queries", queries), check_texts("codes", codes)
-        name = type(self).__name__
         if candidate_queries is not None:
             candidate_queries = check_texts("candidate_queries", candidate_queries)
             if len(candidate_queries) != len(codes):
@@ -151,21 +132,16 @@ class WeightEstimator(CachedEmbeddingsMixin, abc.ABC):
                 )
         elif self.requires_candidate_queries:
             raise ValueError(
-                f"{name} compares each query with the query paired with each code, so "
-                "candidate_queries (candidate_queries[j] paired with codes[j]) is required, "
-                "got None"
+                f"{type(self).__name__} compares each query with the query paired with each "
+                "code, so candidate_queries (candidate_queries[j] paired with codes[j]) is "
+                "required, got None"
             )
-        self._ensure_frozen()
         with torch.no_grad():
-            if self._similarity_mode == "keyword":
-                scores = self.similarity(queries, codes, candidate_queries=candidate_queries)
-            elif self._similarity_mode == "positional":
-                scores = self.similarity(queries, codes, candidate_queries)
-            else:
-                scores = self.similarity(queries, codes)
-        return self._checked_scores(scores, len(queries), len(codes))
+            scores = self.similarity(queries, codes, candidate_queries)
+        return self.checked_scores(scores, len(queries), len(codes))
 
-    def _checked_scores(self, scores: Any, rows: int, cols: int) -> torch.Tensor:
+    def checked_scores(self, scores: Any, rows: int, cols: int) -> torch.Tensor:
+        """``scores`` as a detached float32 tensor after checking shape, dtype and finiteness."""
         name = type(self).__name__
         if not isinstance(scores, torch.Tensor):
             try:
@@ -179,7 +155,7 @@ class WeightEstimator(CachedEmbeddingsMixin, abc.ABC):
                 f"{name}.similarity must return shape (len(queries), len(codes)) = "
                 f"({rows}, {cols}), got {tuple(scores.shape)}"
             )
-        if scores.is_complex():
+        if scores.is_complex() or scores.dtype == torch.bool:
             raise ValueError(f"{name}.similarity must return real scores, got {scores.dtype}")
         scores = scores.detach().to(torch.float32)
         finite = torch.isfinite(scores)
@@ -189,52 +165,3 @@ class WeightEstimator(CachedEmbeddingsMixin, abc.ABC):
                 f"scores (NaN or inf) out of {scores.numel()}"
             )
         return scores
-
-    # Frozen modules and device placement
-    def __setattr__(self, name: str, value: Any) -> None:
-        registry = self.__dict__.setdefault("_frozen_modules", {})
-        self.__dict__.get("_frozen_parts", {}).pop(name, None)
-        if isinstance(value, nn.Module):
-            registry[name] = freeze(value)
-            # a new model invalidates every embedding and the identity of the old one
-            self.__dict__.pop("_fingerprint", None)
-            self.__dict__.pop("_caches", None)
-        else:
-            registry.pop(name, None)
-        object.__setattr__(self, name, value)
-
-    @property
-    def frozen_modules(self) -> dict[str, nn.Module]:
-        """The frozen ``torch.nn.Module`` attributes, by attribute name."""
-        return dict(self.__dict__.get("_frozen_modules", {}))
-
-    def _ensure_frozen(self) -> None:
-        # flat lists, taken when the module was assigned: walking a transformer's module
-        # tree on every call costs ~0.4 ms
-        parts = self.__dict__.setdefault("_frozen_parts", {})
-        for name, module in self.__dict__.get("_frozen_modules", {}).items():
-            if name not in parts:
-                parts[name] = (list(module.modules()), list(module.parameters()))
-            submodules, parameters = parts[name]
-            if any(sub.training for sub in submodules):
-                module.eval()
-            if any(p.requires_grad for p in parameters):
-                module.requires_grad_(False)
-
-    @property
-    def device(self) -> torch.device:
-        """Where the frozen modules run (the device given to :meth:`to`, else their own)."""
-        if "_device" in self.__dict__:
-            return self.__dict__["_device"]
-        for module in self.__dict__.get("_frozen_modules", {}).values():
-            for tensor in module.parameters():
-                return tensor.device
-        return torch.device("cpu")
-
-    def to(self, device: str | torch.device) -> WeightEstimator:
-        """Move every frozen module to ``device``; returns ``self``."""
-        device = torch.device(device)
-        for module in self.__dict__.get("_frozen_modules", {}).values():
-            module.to(device)
-        self.__dict__["_device"] = device
-        return self

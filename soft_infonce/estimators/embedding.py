@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 
-from soft_infonce.estimators.base import WeightEstimator
-from soft_infonce.estimators.cache import pairwise_dot
+from soft_infonce.estimators.checks import check_bool, check_int
+from soft_infonce.estimators.frozen import FrozenEncoderEstimator, pairwise_dot
 
 if TYPE_CHECKING:  # pragma: no cover
     from sentence_transformers import SentenceTransformer
@@ -41,7 +41,7 @@ def _model_name(model: Any) -> str:
         return type(model).__name__
 
 
-class EmbeddingEstimator(WeightEstimator):
+class EmbeddingEstimator(FrozenEncoderEstimator):
     """Cosine similarity of frozen sentence embeddings (the paper's SimCSE estimator).
 
     The paper's estimator is a SimCSE sentence encoder comparing query i with the query
@@ -82,8 +82,9 @@ class EmbeddingEstimator(WeightEstimator):
     ) -> None:
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, got {side!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_int("batch_size", batch_size)
+        check_bool("cache", cache)
+        check_bool("local_files_only", local_files_only)
         sentence_transformer = _import_sentence_transformer()
         if isinstance(model, (str, os.PathLike)):
             name = str(model)
@@ -100,12 +101,15 @@ class EmbeddingEstimator(WeightEstimator):
                 "model must be a path or a sentence_transformers.SentenceTransformer, "
                 f"got {type(model).__name__}"
             )
-        self.side, self.batch_size, self.use_cache = side, batch_size, bool(cache)
-        self.embedding_sides = ("query",) if side == "query-query" else ("query", "code")
-        self.model_name = name
-        self.model = loaded  # frozen by WeightEstimator.__setattr__
-        if device is not None:
-            self.to(device)
+        self.side = side
+        super().__init__(
+            loaded,
+            embedding_sides=("query",) if side == "query-query" else ("query", "code"),
+            batch_size=batch_size,
+            cache=cache,
+            device=device,
+            model_name=name,
+        )
 
     @property
     def requires_candidate_queries(self) -> bool:  # type: ignore[override]

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from soft_infonce.estimators.base import WeightEstimator
-from soft_infonce.estimators.cache import pairwise_dot
+from soft_infonce.estimators.checks import check_bool, check_int, check_number
+from soft_infonce.estimators.frozen import FrozenEncoderEstimator, pairwise_dot
 
 if TYPE_CHECKING:  # pragma: no cover
     from soft_infonce.modeling import BiEncoder
@@ -31,7 +31,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-class TrainedModelEstimator(WeightEstimator):
+class TrainedModelEstimator(FrozenEncoderEstimator):
     """Query-code scores of a frozen copy of a bi-encoder trained with InfoNCE.
 
     The paper's strongest estimator: first train a bi-encoder with plain InfoNCE, then use
@@ -39,15 +39,17 @@ class TrainedModelEstimator(WeightEstimator):
     Soft-InfoNCE run. A model instance is deep-copied at construction, so training the
     original further never changes the estimator, and the original keeps its gradients.
 
-    ``"dot"`` is ``q . c`` of the embeddings as the bi-encoder returns them (normalised if
-    it was built with ``normalize=True``), without its ``scale``; ``"cosine"`` normalises
-    them first. The paper's preset temperature (t = 5) was tuned on unnormalised dot
-    products: with cosine scores in [-1, 1] pick a smaller t.
+    Scores are on the frozen model's own scale, ``scale * q . c`` (the ``s_ij`` it was
+    trained on; ``scale`` is the model's ``scale`` attribute, 1 when it has none), so the
+    paper's preset (t = 5, tuned on the trained model's own scores) applies unchanged: a
+    cosine x 20 model gives ``20 * cos``. ``"dot"`` uses the embeddings as the bi-encoder
+    returns them (normalised if it was built with ``normalize=True``); ``"cosine"``
+    normalises them first (then also times ``scale``).
 
     Args:
         model: a :class:`~soft_infonce.modeling.BiEncoder` (copied), or the local path of
             one saved with ``save_pretrained`` (loaded with ``BiEncoder.from_pretrained``).
-        similarity: ``"dot"`` or ``"cosine"``.
+        similarity: ``"dot"`` or ``"cosine"``; either is multiplied by the model's scale.
         max_query_length: token budget of a query.
         max_code_length: token budget of a code.
         batch_size: texts per encoder call.
@@ -74,13 +76,10 @@ class TrainedModelEstimator(WeightEstimator):
     ) -> None:
         if similarity not in SIMILARITIES:
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
-        for name, value in (
-            ("max_query_length", max_query_length),
-            ("max_code_length", max_code_length),
-            ("batch_size", batch_size),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_int("max_query_length", max_query_length)
+        check_int("max_code_length", max_code_length)
+        check_int("batch_size", batch_size)
+        check_bool("cache", cache)
         if isinstance(model, (str, os.PathLike)):
             from soft_infonce.modeling import BiEncoder
 
@@ -97,13 +96,20 @@ class TrainedModelEstimator(WeightEstimator):
                 "model must be a BiEncoder (with encode_texts) or the path of a saved one, "
                 f"got {type(model).__name__}"
             )
+        scale = getattr(frozen, "scale", 1.0)
+        if isinstance(scale, torch.Tensor) and scale.numel() == 1:  # a learnt scale
+            scale = float(scale.detach())
+        self.scale = check_number(f"{name}.scale", scale, low=0.0, low_open=True)
         self.score = similarity
         self.max_query_length, self.max_code_length = max_query_length, max_code_length
-        self.batch_size, self.use_cache = batch_size, bool(cache)
-        self.model_name = name
-        self.model = frozen  # frozen by WeightEstimator.__setattr__
-        if device is not None:
-            self.to(device)
+        super().__init__(
+            frozen,
+            embedding_sides=self.embedding_sides,
+            batch_size=batch_size,
+            cache=cache,
+            device=device,
+            model_name=name,
+        )
 
     def cache_config(self) -> dict[str, Any]:
         """The settings besides the weights that shape the embeddings."""
@@ -127,11 +133,12 @@ class TrainedModelEstimator(WeightEstimator):
         codes: Sequence[str],
         candidate_queries: Sequence[str] | None = None,
     ) -> torch.Tensor:
-        """``q_i . c_j`` (or the cosine) of the frozen model, ``[len(queries), len(codes)]``."""
+        """``scale * q_i . c_j`` (or ``scale * cos``) of the frozen model, ``[N, M]``."""
         q = self.embed(queries, "query")  # (N, dim)
         c = self.embed(codes, "code")  # (M, dim)
         if self.score == "cosine":
             q, c = F.normalize(q, dim=-1), F.normalize(c, dim=-1)
         elif self.score != "dot":
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {self.score!r}")
-        return pairwise_dot(q, c)  # (N, M)
+        scores = pairwise_dot(q, c)  # (N, M)
+        return scores if self.scale == 1.0 else scores.mul_(self.scale)
