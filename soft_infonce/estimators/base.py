@@ -69,6 +69,9 @@ class WeightEstimator(abc.ABC):
         preset: the paper's hyper-parameter preset tuned on this estimator's score scale:
             ``"bm25"``, ``"simcse"``, ``"trained"`` or ``None``; resolved by the losses.
         requires_candidate_queries: whether the call needs ``candidate_queries``.
+        uses_scores: ``True`` for estimators that read the training model's own detached
+            score matrix instead of texts; the loss then calls
+            ``estimator.similarity_from_scores(scores)`` (see ``SelfGuidedEstimator``).
 
     Examples:
         >>> class LengthEstimator(WeightEstimator):
@@ -81,6 +84,7 @@ class WeightEstimator(abc.ABC):
 
     preset: ClassVar[str | None] = None
     requires_candidate_queries: bool = False
+    uses_scores: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
