@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from soft_infonce.estimators import (
@@ -288,3 +290,46 @@ def test_an_encode_that_returns_a_list_is_a_type_error_naming_encode():
 
     with pytest.raises(TypeError, match="Lists.encode must return a torch.Tensor, got list"):
         Lists()(QUERIES, CODES)
+
+
+# ----------------------------------------------------------------------------- the call's contract
+def _estimators() -> list[WeightEstimator]:
+    from soft_infonce.estimators import BM25Estimator, PositiveAwareEstimator, UniformEstimator
+
+    return [
+        UniformEstimator(),
+        BM25Estimator("query-query"),
+        BM25Estimator("query-code"),
+        PositiveAwareEstimator(BM25Estimator("query-code")),
+        Linear(),
+    ]
+
+
+ESTIMATORS = _estimators()
+text = st.one_of(
+    st.text(min_size=0, max_size=12),
+    st.sampled_from(["  ", "\n", "read a file", "def f(): pass"]),
+    st.integers(),
+    st.none(),
+)
+argument = st.one_of(st.lists(text, max_size=5), st.text(max_size=5), st.none(), st.integers())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    index=st.integers(0, len(ESTIMATORS) - 1),
+    queries=argument,
+    codes=argument,
+    candidate_queries=st.one_of(st.none(), argument),
+)
+def test_a_call_gives_finite_scores_or_an_error_naming_the_argument(
+    index, queries, codes, candidate_queries
+):
+    estimator = ESTIMATORS[index]
+    try:
+        scores = estimator(queries, codes, candidate_queries)
+    except (ValueError, TypeError) as error:
+        assert any(name in str(error) for name in ("queries", "codes", "candidate_queries"))
+        return
+    assert scores.shape == (len(queries), len(codes)) and scores.dtype == torch.float32
+    assert torch.isfinite(scores).all()
