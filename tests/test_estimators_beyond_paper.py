@@ -247,3 +247,62 @@ def test_text_batches_go_through_the_estimator_like_collator_batches():
 def test_calibration_errors_name_the_problem(estimator, batches, kwargs, error, message):
     with pytest.raises(error, match=message):
         calibrate_temperature(estimator, batches, **kwargs)
+
+
+# ----------------------------------------------------------------------------- EMA copy
+class Tiny(torch.nn.Module):
+    """A bi-encoder look-alike: character features through a linear layer, scale 10."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = torch.nn.Linear(8, 4)
+        self.scale = 10.0
+
+    def encode_texts(self, texts, side="query", max_length=128, batch_size=64, **_):
+        rows = [[float(ord(ch) % 7) for ch in (t + " " * 8)[:8]] for t in texts]
+        return self.proj(torch.tensor(rows))
+
+
+def test_ema_follows_the_model_by_the_decay_and_drops_its_cache():
+    from soft_infonce.estimators import EMAEstimator
+
+    model = Tiny()
+    ema = EMAEstimator(model, decay=0.75)
+    queries, codes = ["read a file", "sort"], ["open(p)", "sorted(x)", "zip(a)"]
+    torch.testing.assert_close(
+        ema(queries, codes), 10 * model.encode_texts(queries) @ model.encode_texts(codes).T
+    )
+    old = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():  # a training step moves the model
+        model.proj.weight.add_(1.0)
+        model.proj.bias.mul_(-2.0)
+    ema.update(model)
+    assert ema.cache_size() == {"query": 0, "code": 0} and ema.updates == 1
+    expected = Tiny()
+    expected.load_state_dict({k: 0.75 * old[k] + 0.25 * v for k, v in model.state_dict().items()})
+    q, c = expected.encode_texts(queries), expected.encode_texts(codes)
+    torch.testing.assert_close(ema(queries, codes), 10 * q @ c.T)
+    assert not any(p.requires_grad for p in ema.model.parameters())
+    assert all(p.requires_grad for p in model.parameters())  # the original stays trainable
+    assert ema.preset == "trained"
+
+
+def test_ema_callback_updates_after_each_step_and_bad_inputs_are_named():
+    from soft_infonce.estimators import EMAEstimator
+
+    model = Tiny()
+    ema = EMAEstimator(model, decay=0.0)
+    callback = ema.callback()
+    with torch.no_grad():
+        model.proj.weight.zero_()
+    callback.on_step_end(None, None, None, model=model)
+    assert ema.updates == 1 and torch.equal(ema.model.proj.weight, model.proj.weight)
+    with pytest.raises(ValueError, match="model must have the parameters"):
+        ema.update(torch.nn.Linear(8, 4))
+    for bad, error in [(1.0, ValueError), (-0.1, ValueError), (float("nan"), ValueError),
+                       ("0.9", TypeError)]:  # fmt: skip
+        with pytest.raises(error, match="decay must"):
+            EMAEstimator(Tiny(), decay=bad)
+    with pytest.raises(TypeError, match="got a path"):
+        EMAEstimator("runs/model")
