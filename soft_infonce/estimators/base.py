@@ -169,3 +169,18 @@ class WeightEstimator(abc.ABC):
                 f"scores (NaN or inf) out of {scores.numel()}"
             )
         return scores
+
+
+def __getattr__(name: str) -> Any:
+    """``freeze`` moved to :mod:`soft_infonce.estimators.frozen`; the old import still works."""
+    if name == "freeze":
+        warnings.warn(
+            "soft_infonce.estimators.base.freeze moved to soft_infonce.estimators.frozen.freeze "
+            "(also soft_infonce.estimators.freeze)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from soft_infonce.estimators.frozen import freeze
+
+        return freeze
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
