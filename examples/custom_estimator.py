@@ -34,7 +34,7 @@ class CodeEditEstimator(WeightEstimator):
     def __init__(self) -> None:
         self._tokens: dict[str, list[str]] = {}  # each code tokenised once per run
 
-    def similarity(self, queries, codes):
+    def similarity(self, queries, codes, candidate_queries=None):
         tokens = [self._tokens.setdefault(c, code_tokenize(c)) for c in codes]
         scores = torch.zeros(len(queries), len(codes))
         for i in range(len(queries)):  # codes[i] is query i's own code
