@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "train_seconds": round(seconds, 1),
         "seconds_per_step": round(seconds / max(trainer.state.global_step, 1), 2),
         "pairs": {"train": len(train), "valid": len(valid), "test": len(test)},
-        "weights": getattr(loss, "last_statistics", {}),
+        "weights": loss.statistics() if hasattr(loss, "statistics") else {},
     }
     (output / "results.json").write_text(json.dumps(results, indent=2))
     print(

@@ -1,8 +1,9 @@
 """soft-infonce: Soft-InfoNCE (Li et al., EMNLP 2023) as a drop-in loss for retrieval bi-encoders.
 
-Importing this package is light: the losses and estimators' base need torch only. The
-integrations (``BiEncoder``, ``SoftInfoNCETrainer``, the data loaders, the sentence-transformers
-loss) import their frameworks when first used.
+Importing this package is light: the losses, the presets and the estimators need torch only
+(the estimators load their frozen models' frameworks when built), so they are imported here.
+The integrations (``BiEncoder``, ``SoftInfoNCETrainer``, evaluation, the data loaders) import
+transformers or datasets, so ``_LAZY`` imports them on first use and only them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .estimators.base import WeightEstimator
+from .estimators import (
+    BM25Estimator,
+    EmbeddingEstimator,
+    TrainedModelEstimator,
+    UniformEstimator,
+    WeightEstimator,
+)
 from .functional import (
     bce_soft_label_loss,
     cancellation_weights,
@@ -20,7 +27,6 @@ from .functional import (
     weighted_infonce_loss,
 )
 from .losses import (
-    PRESETS,
     BCELoss,
     FalseNegativeCancellationLoss,
     InfoNCELoss,
@@ -28,28 +34,31 @@ from .losses import (
     SoftInfoNCELoss,
     WeightedInfoNCELoss,
 )
+from .presets import PRESETS
 
 __version__ = "0.1.0"
 
-# name -> module holding it; imported on first attribute access (PEP 562).
+# name -> module holding it; imported on first attribute access (PEP 562). Only modules that
+# pull in transformers or datasets belong here (tests/test_losses.py checks the import stays
+# light).
 _LAZY = {
-    "UniformEstimator": "soft_infonce.estimators",
-    "BM25Estimator": "soft_infonce.estimators",
-    "EmbeddingEstimator": "soft_infonce.estimators",
-    "TrainedModelEstimator": "soft_infonce.estimators",
     "BiEncoder": "soft_infonce.modeling",
     "evaluate_retrieval": "soft_infonce.evaluation",
     "mean_reciprocal_rank": "soft_infonce.evaluation",
     "retrieval_metrics": "soft_infonce.evaluation",
     "target_ranks": "soft_infonce.evaluation",
     "SoftInfoNCETrainer": "soft_infonce.trainer",
-    "SoftInfoNCETrainingArguments": "soft_infonce.trainer",
+    "SoftInfoNCETrainingArguments": "soft_infonce.training_args",
     "mine_pairs": "soft_infonce.data",
 }
 
 __all__ = [
     "PRESETS",
     "BCELoss",
+    "BM25Estimator",
+    "EmbeddingEstimator",
+    "TrainedModelEstimator",
+    "UniformEstimator",
     "FalseNegativeCancellationLoss",
     "InfoNCELoss",
     "KLRegularizedInfoNCELoss",
@@ -81,12 +90,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import mine_pairs
-    from .estimators import (
-        BM25Estimator,
-        EmbeddingEstimator,
-        TrainedModelEstimator,
-        UniformEstimator,
-    )
     from .evaluation import (
         evaluate_retrieval,
         mean_reciprocal_rank,
@@ -94,4 +97,5 @@ if TYPE_CHECKING:  # pragma: no cover
         target_ranks,
     )
     from .modeling import BiEncoder
-    from .trainer import SoftInfoNCETrainer, SoftInfoNCETrainingArguments
+    from .trainer import SoftInfoNCETrainer
+    from .training_args import SoftInfoNCETrainingArguments

@@ -130,46 +130,61 @@ def gather_objects(items: Sequence[Any] | None) -> list[Any] | None:
 
 @dataclass
 class GatheredCandidates:
-    """The candidates every process scores its queries against."""
+    """The candidates a process scores its queries against, and their raw texts.
 
-    codes: torch.Tensor  # (world * M, H) code embeddings
+    ``embeddings`` holds tensors; ``code_texts``, ``candidate_query_texts`` and
+    ``query_texts`` hold strings (``None`` when the caller passed none).
+    """
+
+    embeddings: torch.Tensor  # (world * M, H) candidate embeddings, process r's at r * M
     offset: int  # column of this process's first candidate: rank * M
     rank: int
-    texts: Sequence[str] | None  # world * M raw codes
-    candidate_queries: Sequence[str] | None  # world * M paired queries
-    queries: Sequence[str] | None  # world * N raw queries
+    code_texts: Sequence[str] | None  # world * M raw codes
+    candidate_query_texts: Sequence[str] | None  # world * M queries paired with the codes
+    query_texts: Sequence[str] | None  # world * N raw queries
     gathered: bool = False  # False: the local batch as it came
+
+    @classmethod
+    def local(
+        cls,
+        embeddings: torch.Tensor,
+        queries: Sequence[str] | None,
+        codes: Sequence[str] | None,
+        candidate_queries: Sequence[str] | None,
+    ) -> GatheredCandidates:
+        """This process's candidates only (no collective)."""
+        return cls(embeddings, 0, 0, codes, candidate_queries, queries)
 
 
 def gather_candidates(
-    code_embeddings: torch.Tensor,
+    candidate_embeddings: torch.Tensor,
     queries: Sequence[str] | None,
     codes: Sequence[str] | None,
     candidate_queries: Sequence[str] | None,
 ) -> GatheredCandidates:
-    """Gather code embeddings (with gradient) and the texts the estimator needs.
+    """Gather candidate embeddings (with gradient) and the texts the estimator needs.
 
-    The three text lists travel in one object gather. Process ``r``'s candidates start at
-    column ``r * M`` of the gathered scores, so its queries' positives are the columns
-    ``r * M + i``.
+    The candidates may include hard negatives: ``M = N (1 + k)`` rows per process, the first
+    ``N`` being the positives. Process ``r``'s block starts at column ``r * M`` of the gathered
+    scores, so its queries' positives are the columns ``r * M + i``. The three text lists
+    travel in one object gather. With one process this is the identity (no collective).
 
     Args:
-        code_embeddings: ``[M, H]`` local codes (the first ``N`` are the positives).
+        candidate_embeddings: ``[M, H]`` local candidates (the first ``N`` are the positives).
         queries: the ``N`` local raw queries, or ``None``.
         codes: the ``M`` local raw codes, or ``None``.
         candidate_queries: the query paired with each local code, or ``None``.
 
     Returns:
-        The gathered candidates; ``gathered`` is true.
+        The gathered candidates; ``gathered`` is true when more than one process took part.
     """
-    r, m = rank(), code_embeddings.shape[0]
-    all_codes = gather_with_grad(code_embeddings)
-    texts = (queries, codes, candidate_queries)
-    parts: list[Any] = [texts]
-    if world_size() > 1:
-        parts = [None] * world_size()
-        local = tuple(None if t is None else list(t) for t in texts)
-        dist.all_gather_object(parts, local)
+    if world_size() == 1:
+        return GatheredCandidates.local(candidate_embeddings, queries, codes, candidate_queries)
+    r, m = rank(), candidate_embeddings.shape[0]
+    embeddings = gather_with_grad(candidate_embeddings)  # (world * M, H)
+    parts: list[Any] = [None] * world_size()
+    local = tuple(None if t is None else list(t) for t in (queries, codes, candidate_queries))
+    dist.all_gather_object(parts, local)
     merged: list[list[str] | None] = []
     for i, name in enumerate(("queries", "codes", "candidate_queries")):
         present = [part[i] is not None for part in parts]
@@ -180,11 +195,11 @@ def gather_candidates(
             )
         merged.append([x for part in parts for x in part[i]] if all(present) else None)
     return GatheredCandidates(
-        codes=all_codes,
+        embeddings=embeddings,
         offset=r * m,
         rank=r,
-        texts=merged[1],
-        candidate_queries=merged[2],
-        queries=merged[0],
+        code_texts=merged[1],
+        candidate_query_texts=merged[2],
+        query_texts=merged[0],
         gathered=True,
     )

@@ -1,163 +1,98 @@
 """``SoftInfoNCETrainer``: a ``transformers.Trainer`` for bi-encoders trained with Soft-InfoNCE.
 
-The trainer overrides only what it must: ``compute_loss`` (embed both sides, hand the raw
-texts to the loss's estimator), ``_set_signature_columns_if_needed`` (so the ``query``/``code``
-columns survive ``remove_unused_columns``), ``evaluate`` (retrieval MRR on the validation set,
-never the test set) and ``log`` (the weight statistics beside the loss).
+The trainer overrides only what it must: ``compute_loss`` (embed both sides, hand the batch's
+raw texts to the loss through its ``compute_loss_from_embeddings`` seam; gradient caching is
+a loss-side backward hook, see :mod:`soft_infonce.gradcache`), ``_set_signature_columns_if_needed``
+(so the text columns survive ``remove_unused_columns``), ``evaluate`` (retrieval MRR on the
+validation set, never the test set), ``log`` (the weight statistics beside the loss, turned
+into numbers only there) and ``_save`` (checkpoints written by the model's ``save_pretrained``).
 """
 
 from __future__ import annotations
 
-import logging
-from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import inspect
+import os
+from typing import Any
 
 import torch
-from transformers import Trainer, TrainingArguments
+from accelerate.utils import extract_model_from_parallel
+from transformers import Trainer
+from transformers.trainer import TRAINING_ARGS_NAME
 
 from .data.collator import BiEncoderCollator
 from .data.loaders import RetrievalSet, pairs_to_retrieval_set
 from .estimators.base import WeightEstimator
 from .evaluation import evaluate_retrieval
-from .losses import (
-    PRESETS,
-    BCELoss,
-    ContrastiveLoss,
-    FalseNegativeCancellationLoss,
-    InfoNCELoss,
-    KLRegularizedInfoNCELoss,
-    SoftInfoNCELoss,
-    WeightedInfoNCELoss,
+from .gradcache import grad_cached_loss
+from .losses import ContrastiveLoss
+from .training_args import (
+    ESTIMATORS,
+    LOSSES,
+    SoftInfoNCETrainingArguments,
+    build_estimator,
+    build_loss,
 )
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "ESTIMATORS",
+    "LOSSES",
+    "SoftInfoNCETrainer",
+    "SoftInfoNCETrainingArguments",
+    "build_estimator",
+    "build_loss",
+]
 
-__all__ = ["LOSSES", "SoftInfoNCETrainer", "SoftInfoNCETrainingArguments", "build_loss"]
-
-LossName = Literal["infonce", "soft", "bce", "weighted_infonce", "kl",
-                   "false_negative_cancellation"]
-LOSSES = ("infonce", "soft", "bce", "weighted_infonce", "kl", "false_negative_cancellation")
-ESTIMATORS = ("bm25", "simcse", "trained", "uniform")
-_PRESET_OF = {"bm25": "bm25", "simcse": "simcse", "trained": "trained", "uniform": None}
-
-
-@dataclass
-class SoftInfoNCETrainingArguments(TrainingArguments):
-    """``TrainingArguments`` plus the loss, its weights and the tokenisation lengths."""
-
-    loss: str = field(default="soft", metadata={"help": f"One of {', '.join(LOSSES)}."})
-    estimator: str = field(
-        default="bm25", metadata={"help": f"Weight estimator: one of {', '.join(ESTIMATORS)}."}
-    )
-    estimator_model: str | None = field(
-        default=None,
-        metadata={"help": "Path of the frozen model for the simcse (a sentence-transformer) or "
-                          "trained (a BiEncoder saved with save_pretrained) estimator."},
-    )
-    alpha: float | None = field(default=None, metadata={"help": "Soft-InfoNCE alpha; None: the "
-                                                                "estimator's paper preset."})
-    beta: float | None = field(default=None, metadata={"help": "Soft-InfoNCE beta; None: preset."})
-    temperature: float | None = field(
-        default=None, metadata={"help": "Softmax temperature of the similarity; None: preset."}
-    )
-    min_weight: float = field(default=0.1, metadata={"help": "Lower clamp of the weights."})
-    scale: float | None = field(
-        default=None, metadata={"help": "Score scale; None: the model's own (BiEncoder.scale)."}
-    )
-    symmetric: bool = field(default=False, metadata={"help": "Add code-to-query InfoNCE."})
-    gather_across_devices: bool = field(
-        default=False, metadata={"help": "Use the codes of every process as negatives."}
-    )
-    cancellation_mode: str = field(default="top_k", metadata={"help": "top_k or threshold."})
-    cancellation_k: int = field(default=1, metadata={"help": "Negatives dropped per query."})
-    cancellation_ratio: float = field(
-        default=0.9, metadata={"help": "threshold mode: drop negatives with similarity >= ratio "
-                                       "x the positive's."}
-    )
-    max_query_length: int = field(default=128, metadata={"help": "Query tokens."})
-    max_code_length: int = field(default=256, metadata={"help": "Code tokens."})
-    dataloader_drop_last: bool = field(
-        default=True, metadata={"help": "Drop the last short batch (a batch of one has no "
-                                        "in-batch negative)."}
-    )
-    mini_batch_size: int | None = field(
-        default=None, metadata={"help": "Gradient caching: embed in chunks of this size (large "
-                                        "batches in bounded memory); None: off."}
-    )
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
-        if self.estimator in ("simcse", "trained") and self.loss != "infonce" \
-                and not self.estimator_model:
-            raise ValueError(f"estimator {self.estimator!r} needs estimator_model (a local path)")
-        if not 0 < self.min_weight <= 1:
-            raise ValueError(f"min_weight must lie in (0, 1], got {self.min_weight!r}")
-        if self.mini_batch_size is not None and self.mini_batch_size < 1:
-            raise ValueError(f"mini_batch_size must be >= 1, got {self.mini_batch_size!r}")
-        if self.max_query_length < 4 or self.max_code_length < 4:
-            raise ValueError("max_query_length and max_code_length must be >= 4, got "
-                             f"{self.max_query_length!r}, {self.max_code_length!r}")
-        super().__post_init__()
+_COLUMNS = ["query", "code", "negatives", "negative_queries"]
 
 
-def build_estimator(args: SoftInfoNCETrainingArguments) -> WeightEstimator | None:
-    """The estimator named by ``args.estimator`` (None for plain InfoNCE)."""
-    from . import estimators
-
-    if args.loss == "infonce":
-        return None
-    if args.estimator == "bm25":
-        return estimators.BM25Estimator()
-    if args.estimator == "uniform":
-        return estimators.UniformEstimator()
-    if args.estimator == "simcse":
-        return estimators.EmbeddingEstimator(args.estimator_model)
-    return estimators.TrainedModelEstimator(
-        args.estimator_model, max_query_length=args.max_query_length,
-        max_code_length=args.max_code_length,
+def _default_collator(model: Any, args: SoftInfoNCETrainingArguments) -> BiEncoderCollator:
+    for_model = getattr(BiEncoderCollator, "for_model", None)
+    if for_model is not None:
+        return for_model(model, args.max_query_length, args.max_code_length)
+    layout = getattr(model, "input_layout", "plain")
+    featurizer = model.code_featurizer(args.max_code_length) if layout == "graphcodebert" else None
+    return BiEncoderCollator(
+        model.tokenizer,
+        args.max_query_length,
+        args.max_code_length,
+        input_layout="plain" if featurizer is not None else layout,
+        code_featurizer=featurizer,
     )
 
 
-def build_loss(
-    args: SoftInfoNCETrainingArguments,
-    estimator: WeightEstimator | None = None,
-    scale: float = 1.0,
-) -> ContrastiveLoss:
-    """The loss named by ``args.loss``, with the estimator's paper preset where unset."""
-    scale = args.scale if args.scale is not None else scale
-    common = {"scale": scale, "symmetric": args.symmetric,
-              "gather_across_devices": args.gather_across_devices}
-    if args.loss == "infonce":
-        return InfoNCELoss(**common)
-    preset = PRESETS.get(_PRESET_OF[args.estimator] or "", (1.3, 0.7, 1.0))
-    temperature = args.temperature if args.temperature is not None else preset[2]
-    if args.temperature is None and args.estimator == "trained":
-        # The paper tuned t = 5 on the trained model's own scores, scale * q . c; the estimator
-        # returns q . c, so the same softmax needs t / scale (0.25 for cosine x 20).
-        frozen_scale = float(getattr(getattr(estimator, "model", None), "scale", 1.0))
-        temperature = preset[2] / frozen_scale
-    with_estimator = {**common, "estimator": estimator}
-    if args.loss == "soft":
-        return SoftInfoNCELoss(
-            alpha=args.alpha if args.alpha is not None else preset[0],
-            beta=args.beta if args.beta is not None else preset[1],
-            temperature=temperature, min_weight=args.min_weight, **with_estimator)
-    if args.loss == "bce":
-        return BCELoss(temperature=temperature, **with_estimator)
-    if args.loss == "weighted_infonce":
-        return WeightedInfoNCELoss(temperature=temperature, **with_estimator)
-    if args.loss == "kl":
-        return KLRegularizedInfoNCELoss(
-            infonce_weight=args.beta if args.beta is not None else 0.7,
-            kl_weight=args.alpha if args.alpha is not None else 1.3,
-            temperature=temperature, **with_estimator)
-    return FalseNegativeCancellationLoss(
-        mode=args.cancellation_mode, k=args.cancellation_k, ratio=args.cancellation_ratio,
-        **with_estimator)
+def _check_train_size(train_dataset: Any, args: SoftInfoNCETrainingArguments) -> None:
+    if train_dataset is None or not hasattr(train_dataset, "__len__"):
+        return
+    size, batch = len(train_dataset), args.train_batch_size * max(1, args.world_size)
+    if size == 0:
+        raise ValueError("train_dataset is empty (0 rows): nothing to train on")
+    if args.dataloader_drop_last and size < batch:
+        raise ValueError(
+            f"train_dataset has {size} rows, fewer than one global batch of {batch} "
+            f"(per_device_train_batch_size {args.per_device_train_batch_size} x "
+            f"{args.train_batch_size // args.per_device_train_batch_size} device(s) x "
+            f"{max(1, args.world_size)} process(es)) with dataloader_drop_last=True: no step "
+            "would run. Use more pairs or a smaller batch."
+        )
+
+
+def _accept_encoder_state_dicts(model: Any) -> None:
+    """Let ``model.load_state_dict`` take the encoder-only weights ``save_pretrained`` writes,
+    so the Trainer's resume and ``load_best_model_at_end`` read our checkpoints."""
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, torch.nn.Module) or getattr(model, "_si_encoder_hook", False):
+        return
+
+    def hook(module, state_dict, prefix, *args: Any) -> None:
+        local = [k[len(prefix) :] for k in state_dict if k.startswith(prefix)]
+        if set(local) & set(module.state_dict()):
+            return  # already the module's own keys
+        own = set(module.encoder.state_dict())
+        for key in [k for k in local if k in own]:
+            state_dict[f"{prefix}encoder.{key}"] = state_dict.pop(prefix + key)
+
+    model.register_load_state_dict_pre_hook(hook)
+    model._si_encoder_hook = True
 
 
 class SoftInfoNCETrainer(Trainer):
@@ -166,7 +101,9 @@ class SoftInfoNCETrainer(Trainer):
     Args:
         model: the bi-encoder (its tokenizer and input layout feed the default collator).
         args: :class:`SoftInfoNCETrainingArguments`.
-        train_dataset: pairs with ``query`` and ``code`` columns.
+        train_dataset: pairs with ``query`` and ``code`` columns (and optionally
+            ``negatives``/``negative_queries``, see :mod:`soft_infonce.data`); it must hold
+            at least one global batch.
         eval_dataset: validation pairs (a ``Dataset`` with ``query``/``code``, ranked among
             their own codes) or a :class:`~soft_infonce.data.RetrievalSet`. Model selection uses
             it: set ``metric_for_best_model="mrr"``. Never pass the test set here.
@@ -179,75 +116,96 @@ class SoftInfoNCETrainer(Trainer):
         >>> trainer.train()
     """
 
-    def __init__(self, model, args: SoftInfoNCETrainingArguments, train_dataset=None,
-                 eval_dataset=None, loss: ContrastiveLoss | None = None,
-                 estimator: WeightEstimator | None = None, data_collator=None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model,
+        args: SoftInfoNCETrainingArguments,
+        train_dataset=None,
+        eval_dataset=None,
+        loss: ContrastiveLoss | None = None,
+        estimator: WeightEstimator | None = None,
+        data_collator=None,
+        **kwargs: Any,
+    ) -> None:
         if not isinstance(args, SoftInfoNCETrainingArguments):
-            raise ValueError("args must be SoftInfoNCETrainingArguments, got "
-                             f"{type(args).__name__}")
+            raise TypeError(f"args must be SoftInfoNCETrainingArguments, got {type(args).__name__}")
+        _check_train_size(train_dataset, args)
         if loss is None:
             estimator = estimator if estimator is not None else build_estimator(args)
             loss = build_loss(args, estimator, scale=getattr(model, "scale", 1.0))
         if data_collator is None:
-            layout = getattr(model, "input_layout", "plain")
-            featurizer = model.code_featurizer(args.max_code_length) \
-                if layout == "graphcodebert" else None
-            data_collator = BiEncoderCollator(
-                model.tokenizer, args.max_query_length, args.max_code_length,
-                input_layout="plain" if featurizer is not None else layout,
-                code_featurizer=featurizer)
+            data_collator = _default_collator(model, args)
         if isinstance(eval_dataset, dict):
             eval_dataset = {k: _as_retrieval_set(v, k) for k, v in eval_dataset.items()}
         elif eval_dataset is not None:
             eval_dataset = _as_retrieval_set(eval_dataset, "eval")
-        super().__init__(model=model, args=args, train_dataset=train_dataset,
-                         eval_dataset=eval_dataset, data_collator=data_collator, **kwargs)
+        _accept_encoder_state_dicts(model)
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=data_collator,
+            **kwargs,
+        )
         self.loss_fn = loss
-        self._statistics: dict[str, list[float]] = defaultdict(list)
+        self._statistics: dict[str, torch.Tensor] = {}
+        self._statistics_steps = 0
+        self._last_eval_metrics: dict[str, float] = {}
 
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
-            self._signature_columns = ["query", "code"]
+            self._signature_columns = list(_COLUMNS)
 
-    def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False,
-                     num_items_in_batch: torch.Tensor | int | None = None):
-        """Embed queries and codes, then apply the loss with the batch's raw texts."""
-        tensors = {k: v for k, v in inputs.items() if isinstance(v, torch.Tensor)}
-        query_embeddings, code_embeddings = model(**tensors)
-        loss = self.loss_fn(query_embeddings, code_embeddings, queries=inputs.get("queries"),
-                            codes=inputs.get("codes"))
-        if model.training:
-            self._record_statistics()
-        outputs = {"query_embeddings": query_embeddings, "code_embeddings": code_embeddings}
+    def compute_loss(
+        self,
+        model,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ):
+        """Embed queries and candidates, then the loss with the batch's raw texts
+        (``queries``, ``codes``, ``candidate_queries``); gradient-cached when
+        ``args.mini_batch_size`` is set."""
+        outputs = None
+        if self.args.mini_batch_size is not None and not return_outputs:
+            loss = grad_cached_loss(model, self.loss_fn, inputs, self.args.mini_batch_size)
+        else:
+            tensors = {k: v for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+            query_embeddings, code_embeddings = model(**tensors)
+            loss = self.loss_fn.compute_loss_from_embeddings(
+                query_embeddings, code_embeddings, inputs
+            )
+            outputs = {"query_embeddings": query_embeddings, "code_embeddings": code_embeddings}
+        if model.training and torch.is_grad_enabled():
+            self._accumulate(self.loss_fn.last_statistics)
         return (loss, outputs) if return_outputs else loss
 
-    def training_step(self, model, inputs: dict[str, Any],
-                      num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
-        """The usual step, or a gradient-cached one when ``args.mini_batch_size`` is set."""
-        if self.args.mini_batch_size is None:
-            return super().training_step(model, inputs, num_items_in_batch)
-        from .gradcache import grad_cached_step
-
-        model.train()
-        inputs = self._prepare_inputs(inputs)
-        steps = self.current_gradient_accumulation_steps
-        with self.compute_loss_context_manager():
-            loss = grad_cached_step(model, self.loss_fn, inputs, self.args.mini_batch_size,
-                                    backward=lambda value: self.accelerator.backward(value / steps))
-        self._record_statistics()
-        return loss.detach() / steps
-
-    def _record_statistics(self) -> None:
-        for key, value in self.loss_fn.last_statistics.items():
-            self._statistics[key].append(value)
+    def _accumulate(self, statistics: dict[str, torch.Tensor]) -> None:
+        """Running min / max / sum of the statistics on their device (no host sync)."""
+        for key, value in statistics.items():
+            old = self._statistics.get(key)
+            if old is None:
+                self._statistics[key] = value
+            elif key.endswith("_min"):
+                self._statistics[key] = torch.minimum(old, value)
+            elif key.endswith("_max"):
+                self._statistics[key] = torch.maximum(old, value)
+            else:
+                self._statistics[key] = old + value
+        self._statistics_steps += 1 if statistics else 0
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the mean weight statistics since the last log to the training logs."""
+        """Add the weight statistics since the last log (mean; min and max over the steps)."""
         if "loss" in logs and self._statistics:
-            for key, values in self._statistics.items():
-                logs[key] = sum(values) / len(values)
-            self._statistics.clear()
+            steps = max(1, self._statistics_steps)
+            numbers = {
+                key: float(value) if key.endswith(("_min", "_max")) else float(value) / steps
+                for key, value in self._statistics.items()
+            }
+            self.loss_fn.check_statistics(numbers)
+            logs.update(numbers)
+            self._statistics, self._statistics_steps = {}, 0
         super().log(logs, start_time)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
@@ -256,21 +214,92 @@ class SoftInfoNCETrainer(Trainer):
         if target is None:
             raise ValueError("evaluate needs an eval_dataset (validation pairs or RetrievalSet)")
         sets = target if isinstance(target, dict) else {"": _as_retrieval_set(target, "eval")}
-        model = self.accelerator.unwrap_model(self.model)
+        model = extract_model_from_parallel(self.model)
         metrics: dict[str, float] = {}
         for name, rset in sets.items():
             prefix = f"{metric_key_prefix}_{name}_" if name else f"{metric_key_prefix}_"
             result = evaluate_retrieval(
-                model, rset.queries, rset.codes, rset.relevant,
+                model,
+                rset.queries,
+                rset.codes,
+                rset.relevant,
                 batch_size=self.args.per_device_eval_batch_size,
                 max_query_length=self.args.max_query_length,
                 max_code_length=self.args.max_code_length,
-                show_progress=not self.args.disable_tqdm and self.is_world_process_zero())
+                show_progress=not self.args.disable_tqdm and self.is_world_process_zero(),
+            )
             metrics.update({prefix + k.replace("@", "_at_"): float(v) for k, v in result.items()})
+        self._last_eval_metrics = dict(metrics)
         self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control,
-                                                         metrics)
+        self.control = self.callback_handler.on_evaluate(
+            self.args, self.state, self.control, metrics
+        )
         return metrics
+
+    def model_card(self) -> dict[str, Any]:
+        """What the saved model's card states: loss, estimator, data sizes, last metrics."""
+        estimator = self.loss_fn.estimator
+        card: dict[str, Any] = {
+            "loss": type(self.loss_fn).__name__,
+            "loss_config": self.loss_fn.get_config_dict(),
+            "estimator": None if estimator is None else type(estimator).__name__,
+            "estimator_settings": _estimator_settings(estimator),
+            "train_size": _size(self.train_dataset),
+            "eval_size": _size(self.eval_dataset),
+            "eval_metrics": dict(self._last_eval_metrics),
+            "global_step": self.state.global_step,
+        }
+        return card
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Write checkpoints and ``save_model`` through the model's ``save_pretrained`` (with
+        a model card), so every checkpoint loads with ``BiEncoder.from_pretrained``; models
+        without it (or a given ``state_dict``, e.g. FSDP) take the Trainer's own path."""
+        model = extract_model_from_parallel(self.model)
+        save = getattr(model, "save_pretrained", None)
+        from transformers import PreTrainedModel
+
+        if save is None or state_dict is not None or isinstance(model, PreTrainedModel):
+            super()._save(output_dir, state_dict)
+            return
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        if "model_card" in inspect.signature(save).parameters:
+            save(output_dir, model_card=self.model_card())
+        else:
+            save(output_dir)
+        torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
+
+
+def _size(data: Any) -> int | dict[str, int] | None:
+    if isinstance(data, dict):
+        return {k: _size(v) for k, v in data.items()}  # type: ignore[misc]
+    if isinstance(data, RetrievalSet):
+        return len(data.queries)
+    return len(data) if hasattr(data, "__len__") else None
+
+
+def _estimator_settings(estimator: WeightEstimator | None) -> dict[str, Any]:
+    if estimator is None:
+        return {}
+    settings: dict[str, Any] = {"preset": getattr(estimator, "preset", None)}
+    for attr in ("get_config_dict", "cache_config"):
+        method = getattr(estimator, attr, None)
+        if callable(method):
+            try:
+                settings.update(
+                    {
+                        k: v
+                        for k, v in method().items()
+                        if isinstance(v, (str, int, float, bool, type(None)))
+                    }
+                )
+            except Exception:  # noqa: BLE001 - a card must never break a save
+                pass
+            break
+    return settings
 
 
 def _as_retrieval_set(data: Any, name: str) -> RetrievalSet:

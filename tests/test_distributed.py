@@ -102,6 +102,33 @@ def batch(rows: slice) -> dict:
     }
 
 
+NEGATIVE_OF = [(i + 2) % len(PAIRS) for i in range(len(PAIRS))]  # row i's mined negative
+
+
+def hard_batch(rows: slice) -> dict:
+    """Rows with one hard negative each: M = 2N candidates, column-major (PLAN interface 2)."""
+    indices = list(range(len(PAIRS)))[rows]
+    negatives = [NEGATIVE_OF[i] for i in indices]
+    codes = [CODES[i] for i in indices] + [CODES[j] for j in negatives]
+    (qi, qm), (ci, cm) = tokenize(QUERIES[rows]), tokenize(codes)
+    return {
+        "query_input_ids": qi,
+        "query_attention_mask": qm,
+        "code_input_ids": ci,
+        "code_attention_mask": cm,
+        "queries": QUERIES[rows],
+        "codes": codes,
+        "candidate_queries": QUERIES[rows] + [QUERIES[j] for j in negatives],
+    }
+
+
+HARD_RUNS = [
+    ("soft_query_code", None),
+    ("soft_query_query", None),
+    ("soft_query_query", 2),
+    ("infonce_symmetric", None),
+]
+
 CASES = {
     "infonce": lambda g: InfoNCELoss(scale=5.0, gather_across_devices=g),
     "infonce_symmetric": lambda g: InfoNCELoss(scale=5.0, symmetric=True, gather_across_devices=g),
@@ -127,7 +154,7 @@ def step(model: nn.Module, loss_fn: nn.Module, inputs: dict, mini_batch_size: in
     """One forward/backward; returns (loss, gradients of the wrapped module)."""
     if mini_batch_size is None:
         tensors = {k: v for k, v in inputs.items() if isinstance(v, torch.Tensor)}
-        loss = loss_fn(*model(**tensors), queries=inputs["queries"], codes=inputs["codes"])
+        loss = loss_fn.compute_loss_from_embeddings(*model(**tensors), inputs)
         loss.backward()
     else:
         loss = grad_cached_step(model, loss_fn, inputs, mini_batch_size)
@@ -150,18 +177,24 @@ def _worker(rank: int, store: str, out: str) -> None:
             key = f"{name}/{mini}"
             tensors[f"{key}/loss"] = loss.reshape(1)
             tensors.update({f"{key}/grad/{n}": g for n, g in grads.items()})
+        hard = hard_batch(slice(rank * LOCAL, (rank + 1) * LOCAL))
+        for name, mini in HARD_RUNS:
+            loss, grads = step(model, CASES[name](True), hard, mini)
+            key = f"hard/{name}/{mini}"
+            tensors[f"{key}/loss"] = loss.reshape(1)
+            tensors.update({f"{key}/grad/{n}": g for n, g in grads.items()})
         # The candidates: offsets, texts in rank order, gradients summed over processes.
         x = torch.full((2, 3), float(rank + 1), requires_grad=True)
         g = gather_candidates(x, QUERIES[rank * 2 : rank * 2 + 2], ["c"] * 2, None)
-        (g.codes * torch.arange(1.0, 5.0)[:, None]).sum().backward()
+        (g.embeddings * torch.arange(1.0, 5.0)[:, None]).sum().backward()
         tensors["x_grad"] = x.grad
         facts.update(
             offset=g.offset,
-            texts=g.texts,
-            queries=g.queries,
-            candidate_queries=g.candidate_queries,
+            texts=g.code_texts,
+            queries=g.query_texts,
+            candidate_queries=g.candidate_query_texts,
             objects=gather_objects([rank, "r"]),
-            gathered=g.codes[:, 0].tolist(),
+            gathered=g.embeddings[:, 0].tolist(),
         )
         try:
             gather_with_grad(torch.zeros(rank + 1, 2))
@@ -206,6 +239,24 @@ def test_two_processes_match_one_process_with_the_global_batch(ranks, name, mini
     assert abs(sum(alone).item() / WORLD - loss.item()) > 1e-2
 
 
+@pytest.mark.parametrize("name, mini", HARD_RUNS)
+def test_hard_negative_columns_gather_like_one_process(ranks, name, mini) -> None:
+    """With M = 2N candidates per process, two processes equal one process whose batch holds
+    the global rows and all their negatives (the candidate order differs; the loss does not
+    depend on the order of the negatives)."""
+    loss, grads = step(BagOfWords(), CASES[name](True), hard_batch(slice(0, WORLD * LOCAL)), None)
+    key = f"hard/{name}/{mini}"
+    local_losses = [r[0][f"{key}/loss"].item() for r in ranks]
+    assert sum(local_losses) / WORLD == pytest.approx(loss.item(), abs=1e-5)
+    for tensors, _ in ranks:
+        for n, expected in grads.items():
+            torch.testing.assert_close(
+                tensors[f"{key}/grad/{n}"], expected, atol=1e-5, rtol=1e-5, msg=n
+            )
+    in_batch = step(BagOfWords(), CASES[name](True), batch(slice(0, WORLD * LOCAL)), None)[0]
+    assert abs(in_batch.item() - loss.item()) > 1e-3  # the negatives took part
+
+
 def test_gather_candidates_offsets_texts_and_gradients(ranks) -> None:
     for r, (tensors, facts) in enumerate(ranks):
         assert facts["offset"] == 2 * r
@@ -229,7 +280,8 @@ def test_single_process_is_the_identity() -> None:
     assert gather_with_grad(x) is x
     assert gather_objects(["a", "b"]) == ["a", "b"] and gather_objects(None) is None
     g = gather_candidates(x, ["q"] * 3, ["c"] * 3, None)
-    assert g.codes is x and g.offset == 0 and g.texts == ["c"] * 3 and g.gathered
+    assert g.embeddings is x and g.offset == 0 and g.code_texts == ["c"] * 3
+    assert g.query_texts == ["q"] * 3 and not g.gathered
 
 
 # -- the Trainer under torchrun -------------------------------------------------------------

@@ -44,8 +44,11 @@ def test_infonce_module_is_cross_entropy_with_scale():
 
 
 def test_presets_are_table_7():
-    for name, expected in {"bm25": (1.5, 0.5, 1.0), "simcse": (1.3, 0.7, 0.1),
-                           "trained": (1.3, 0.7, 5.0)}.items():
+    for name, expected in {
+        "bm25": (1.5, 0.5, 1.0),
+        "simcse": (1.3, 0.7, 0.1),
+        "trained": (1.3, 0.7, 5.0),
+    }.items():
         loss = SoftInfoNCELoss.from_preset(name)
         assert (loss.alpha, loss.beta, loss.temperature) == expected
     assert SoftInfoNCELoss.from_preset("bm25", min_weight=0.2).min_weight == 0.2
@@ -82,8 +85,9 @@ def test_symmetric_averages_both_directions():
     backward = SF.soft_infonce_loss(scores.T, SF.negative_weights(sim.T, 1.3, 0.7, 1.0))
     assert abs(loss.item() - 0.5 * (forward + backward).item()) < 1e-6
     sym = InfoNCELoss(symmetric=True)(q, c)
-    ref = 0.5 * (F.cross_entropy(scores, torch.arange(5)) + F.cross_entropy(scores.T,
-                                                                          torch.arange(5)))
+    ref = 0.5 * (
+        F.cross_entropy(scores, torch.arange(5)) + F.cross_entropy(scores.T, torch.arange(5))
+    )
     assert abs(sym.item() - ref.item()) < 1e-6
 
 
@@ -98,7 +102,8 @@ def test_estimator_gets_the_raw_texts_and_drives_the_weights():
     ref = SoftInfoNCELoss(alpha=1.3, beta=0.7, temperature=2.0)(q, c, sim)
     assert abs(loss.item() - ref.item()) < 1e-6
     stats = loss_fn.last_statistics
-    assert set(stats) >= {"weight_mean", "weight_min", "weight_clamped"}
+    assert set(stats) == {f"q2c/weight_{k}" for k in ("mean", "min", "max", "clamped")}
+    assert all(isinstance(v, torch.Tensor) and not v.requires_grad for v in stats.values())
     with pytest.raises(ValueError, match="queries= and codes="):
         loss_fn(q, c)
 
@@ -116,13 +121,17 @@ def test_flat_weights_warn_once(caplog):
     loss_fn = SoftInfoNCELoss.from_preset("trained")
     with caplog.at_level(logging.WARNING, logger="soft_infonce.losses"):
         loss_fn(q, c, sim)
+        assert not caplog.records  # the check runs on the logging path, not in the step
+        loss_fn.statistics()
         loss_fn(q, c, sim)
+        numbers = loss_fn.statistics()
     assert sum("InfoNCE in all but name" in r.message for r in caplog.records) == 1
+    assert 0.99 < numbers["q2c/weight_min"] <= numbers["q2c/weight_max"] < 1.01
 
 
 @pytest.mark.parametrize(
-    "loss_cls", [WeightedInfoNCELoss, BCELoss, KLRegularizedInfoNCELoss,
-                 FalseNegativeCancellationLoss]
+    "loss_cls",
+    [WeightedInfoNCELoss, BCELoss, KLRegularizedInfoNCELoss, FalseNegativeCancellationLoss],
 )
 def test_baselines_equal_their_functional_forms(loss_cls):
     q, c = embeddings(n=5, seed=3)
@@ -134,7 +143,8 @@ def test_baselines_equal_their_functional_forms(loss_cls):
         BCELoss: lambda: SF.bce_soft_label_loss(scores, sim, 1.0),
         KLRegularizedInfoNCELoss: lambda: SF.kl_regularized_infonce_loss(scores, sim, 1.0),
         FalseNegativeCancellationLoss: lambda: SF.soft_infonce_loss(
-            scores, SF.cancellation_weights(sim, "top_k", 1)),
+            scores, SF.cancellation_weights(sim, "top_k", 1)
+        ),
     }[loss_cls]()
     assert abs(loss.item() - ref.item()) < 1e-5
     loss.backward()
@@ -172,13 +182,40 @@ def test_bad_similarity_shape_is_named():
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"alpha": -1}, "alpha"), ({"beta": 0}, "beta"), ({"temperature": 0}, "temperature"),
-     ({"min_weight": 0}, "min_weight"), ({"scale": 0}, "scale"),
-     ({"estimator": "bm25"}, "WeightEstimator")],
+    [
+        ({"alpha": -1}, "alpha"),
+        ({"beta": 0}, "beta"),
+        ({"temperature": 0}, "temperature"),
+        ({"min_weight": 0}, "min_weight"),
+        ({"scale": 0}, "scale"),
+        ({"beta": float("inf")}, "beta must be a finite"),
+        ({"alpha": float("nan")}, "alpha must be a finite"),
+        ({"temperature": float("inf")}, "temperature must be a finite"),
+    ],
 )
 def test_bad_settings_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SoftInfoNCELoss(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs,error,match",
+    [
+        (SoftInfoNCELoss, {"estimator": "bm25"}, TypeError, "WeightEstimator"),
+        (SoftInfoNCELoss, {"alpha": "1.3"}, TypeError, "alpha must be a real number"),
+        (SoftInfoNCELoss, {"symmetric": "yes"}, TypeError, "symmetric must be a bool"),
+        (KLRegularizedInfoNCELoss, {"kl_weight": float("nan")}, ValueError, "kl_weight"),
+        (KLRegularizedInfoNCELoss, {"infonce_weight": float("inf")}, ValueError, "infonce_weight"),
+        (KLRegularizedInfoNCELoss, {"kl_weight": -1.0}, ValueError, "kl_weight must be >= 0"),
+        (FalseNegativeCancellationLoss, {"k": 1.9}, TypeError, "k must be an int"),
+        (FalseNegativeCancellationLoss, {"k": True}, TypeError, "k must be an int"),
+        (FalseNegativeCancellationLoss, {"ratio": float("nan")}, ValueError, "ratio"),
+        (FalseNegativeCancellationLoss, {"mode": "top"}, ValueError, "mode"),
+    ],
+)
+def test_constructor_numbers_and_types_are_checked(cls, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        cls(**kwargs)
 
 
 def test_bf16_embeddings_give_a_float32_loss():
@@ -207,9 +244,19 @@ def test_importing_the_package_and_its_losses_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    lazy = subprocess.run([sys.executable, "-c", "import soft_infonce; soft_infonce.BiEncoder"],
-                          capture_output=True, text=True)
+    lazy = subprocess.run(
+        [sys.executable, "-c", "import soft_infonce; soft_infonce.BiEncoder"],
+        capture_output=True,
+        text=True,
+    )
     assert lazy.returncode == 0, lazy.stderr
+    # the lazy map is honest: none of its modules is imported eagerly anyway
+    code = (
+        "import sys, soft_infonce\n"
+        "print(sorted(m for m in set(soft_infonce._LAZY.values()) if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_the_readme_example_runs():

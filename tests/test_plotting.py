@@ -197,3 +197,26 @@ def test_import_is_lazy_and_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"soft-infonce\[plot\]"):
         plot_weight_curves(["simcse"])
+
+
+def test_training_summary_draws_both_panels(tmp_path):
+    from soft_infonce.plotting import plot_training_summary
+
+    histories = {
+        "infonce": [
+            {"step": 1, "loss": 2.0},
+            {"step": 2, "eval_mrr": 0.5},
+            {"step": 4, "eval_mrr": 0.6},
+        ],
+        "soft": [{"step": 2, "eval_mrr": 0.55}, {"step": 4, "eval_mrr": 0.62}],
+    }
+    w = negative_weights(torch.rand(6, 6), 1.3, 0.7, 0.1)
+    fig = plot_training_summary(histories, {"soft": w}, tmp_path / "results.png")
+    _assert_png(tmp_path / "results.png")
+    left, right = fig.axes
+    assert [tuple(line.get_xdata()) for line in left.lines] == [(2.0, 4.0), (2.0, 4.0)]
+    assert tuple(left.lines[1].get_ydata()) == (0.55, 0.62)
+    (bars,) = right.containers
+    assert sum(b.get_height() for b in bars) == 30  # the 6 x 5 negatives
+    with pytest.raises(TypeError, match="histories"):
+        plot_training_summary([1, 2])

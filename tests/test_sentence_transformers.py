@@ -191,7 +191,7 @@ def test_weights_follow_eq_3_and_4_by_hand(tiny_path):
         expected += -math.log(math.exp(scale * cos[i]) / denominator) / n
     assert abs(loss - expected) < 1e-5
     stats = loss_fn.last_statistics
-    assert stats["weight_min"] < stats["weight_max"]
+    assert stats["q2c/weight_min"] < stats["q2c/weight_max"]
 
 
 def test_hard_negatives_are_extra_candidates_scored_by_the_estimator(tiny_path):
@@ -238,12 +238,13 @@ def test_cached_loss_equals_the_plain_one(tiny_path, negatives):
     cached_fn = CachedSoftInfoNCELoss(model, estimator, mini_batch_size=2)
     cached = loss_and_grads(cached_fn, model, features)
     assert_same(cached, plain, atol=1e-6, rtol=1e-4)  # float32: summation order differs
-    assert cached_fn.last_statistics["weight_min"] < 1 < cached_fn.last_statistics["weight_max"]
+    stats = cached_fn.last_statistics
+    assert stats["q2c/weight_min"] < 1 < stats["q2c/weight_max"]
 
 
 def test_arguments_are_checked(tiny_path):
     model = tiny_model(tiny_path)
-    with pytest.raises(ValueError, match="estimator"):
+    with pytest.raises(TypeError, match="estimator"):
         SoftInfoNCELoss(model, "bm25")
     with pytest.raises(ValueError, match="scale"):
         SoftInfoNCELoss(model, UniformEstimator(), scale=0)
@@ -344,7 +345,8 @@ def test_minilm_fine_tunes_a_few_steps(tmp_path):
     losses, moved, card = train_and_save(model, loss_fn, tmp_path, steps=2, batch=8)
     assert len(losses) == 2 and all(0 < x < 10 for x in losses)
     assert moved > 0 and "loss:SoftInfoNCELoss" in card
-    assert loss_fn.last_statistics["weight_min"] < 1 < loss_fn.last_statistics["weight_max"]
+    stats = loss_fn.last_statistics
+    assert stats["q2c/weight_min"] < 1 < stats["q2c/weight_max"]
 
 
 @pytest.mark.slow
@@ -454,3 +456,39 @@ def test_matryoshka_wraps_both_losses(tiny_path, cached):
     )
     assert_same(matryoshka, full, atol=1e-6, rtol=1e-4)  # the 16-d term has weight 0
     assert estimator.calls[-1][0] == [r[0] for r in ROWS]
+
+
+@pytest.mark.parametrize("negatives", [0, 2])
+@pytest.mark.parametrize("similarity_fct", [None, dot_score])
+def test_the_face_and_the_module_give_the_same_loss_and_gradients(negatives, similarity_fct):
+    """Both faces run the one shared path: same value and gradients, in-batch and with
+    extra candidate columns (hard negatives), cosine or dot-product scores."""
+    from soft_infonce import SoftInfoNCELoss as ModuleLoss
+
+    columns = 2 + negatives
+    texts = [[f"{w} text {i}" for i, w in enumerate(WORDS[c : c + 6])] for c in range(columns)]
+    estimator = BM25Estimator(side="query-code")
+    kwargs = {} if similarity_fct is None else {"similarity_fct": similarity_fct}
+    results = []
+    for face in (True, False):
+        g = torch.Generator().manual_seed(0)
+        embeddings = [torch.randn(6, 16, generator=g, requires_grad=True) for _ in range(columns)]
+        if face:
+            loss = SoftInfoNCELoss(torch.nn.Identity(), estimator, scale=7.0, **kwargs)
+            value = loss.compute_loss_from_embeddings(embeddings, None, texts)
+        else:
+            normed = (
+                embeddings
+                if similarity_fct is not None
+                else [torch.nn.functional.normalize(e, dim=-1) for e in embeddings]
+            )
+            value = ModuleLoss(estimator=estimator, scale=7.0)(
+                normed[0],
+                torch.cat(normed[1:]),
+                queries=texts[0],
+                codes=[t for column in texts[1:] for t in column],
+            )
+        value.backward()
+        results.append((value.detach(), {str(i): e.grad for i, e in enumerate(embeddings)}))
+    assert results[0][0].item() > 0.1
+    assert_same(*results, atol=1e-6)

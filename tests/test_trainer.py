@@ -39,24 +39,63 @@ def make_pairs(n: int, seed: int) -> datasets.Dataset:
 
 @pytest.fixture()
 def tiny_model(tmp_path) -> BiEncoder:
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "def", "(", ")", ":", "return",
-             "x", "_", *VERBS, *NOUNS, *CODE_WORDS]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "a",
+        "def",
+        "(",
+        ")",
+        ":",
+        "return",
+        "x",
+        "_",
+        *VERBS,
+        *NOUNS,
+        *CODE_WORDS,
+    ]
     (tmp_path / "vocab.txt").write_text("\n".join(vocab))
     tokenizer = BertTokenizerFast(str(tmp_path / "vocab.txt"))  # transformers 5: positional
     torch.manual_seed(0)
-    encoder = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                                   num_attention_heads=2, intermediate_size=37,
-                                   max_position_embeddings=64))
+    encoder = BertModel(
+        BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=64,
+        )
+    )
     return BiEncoder(encoder, tokenizer, pooling="mean", normalize=True, scale=20.0)
 
 
 def make_args(tmp_path, **overrides) -> SoftInfoNCETrainingArguments:
-    settings = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,
-                    per_device_eval_batch_size=16, learning_rate=5e-4, max_steps=6,
-                    eval_strategy="steps", eval_steps=3, save_strategy="steps", save_steps=3,
-                    logging_steps=1, report_to="none", seed=7, loss="soft", estimator="bm25",
-                    max_query_length=16, max_code_length=16, metric_for_best_model="mrr",
-                    load_best_model_at_end=True, disable_tqdm=True, use_cpu=True)
+    settings = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        learning_rate=5e-4,
+        max_steps=6,
+        eval_strategy="steps",
+        eval_steps=3,
+        save_strategy="steps",
+        save_steps=3,
+        logging_steps=1,
+        report_to="none",
+        seed=7,
+        loss="soft",
+        estimator="bm25",
+        max_query_length=16,
+        max_code_length=16,
+        metric_for_best_model="mrr",
+        load_best_model_at_end=True,
+        disable_tqdm=True,
+        use_cpu=True,
+    )
     settings.update(overrides)
     return SoftInfoNCETrainingArguments(**settings)
 
@@ -101,8 +140,13 @@ def test_training_logs_weights_selects_on_validation_and_learns(tmp_path, tiny_m
     history = trainer.state.log_history
     train_logs = [h for h in history if "loss" in h]
     evals = [h for h in history if "eval_mrr" in h and h.get("step", 0) > 0]
-    assert train_logs and all("weight_mean" in h and "weight_clamped" in h for h in train_logs)
-    assert all(0.1 <= h["weight_min"] <= h["weight_mean"] for h in train_logs)
+    assert train_logs and all(
+        "q2c/weight_mean" in h and "q2c/weight_clamped" in h for h in train_logs
+    )
+    assert all(
+        0.1 <= h["q2c/weight_min"] <= h["q2c/weight_mean"] <= h["q2c/weight_max"]
+        for h in train_logs
+    )
     best = max(e["eval_mrr"] for e in evals)
     assert trainer.state.best_metric == pytest.approx(best)
     assert trainer.evaluate()["eval_mrr"] == pytest.approx(best, abs=1e-6)  # best reloaded
@@ -126,19 +170,26 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, tiny_mode
     initial = copy.deepcopy(tiny_model.state_dict())
     settings = dict(load_best_model_at_end=False, save_total_limit=None, max_steps=6)
 
-    full = SoftInfoNCETrainer(tiny_model, make_args(tmp_path / "a", **settings),
-                              train_dataset=train, eval_dataset=valid)
+    full = SoftInfoNCETrainer(
+        tiny_model, make_args(tmp_path / "a", **settings), train_dataset=train, eval_dataset=valid
+    )
     full.train()
     expected = full.evaluate()
 
     tiny_model.load_state_dict(initial)
-    broken = SoftInfoNCETrainer(tiny_model, make_args(tmp_path / "b", **settings),
-                                train_dataset=train, eval_dataset=valid, callbacks=[StopAt(3)])
+    broken = SoftInfoNCETrainer(
+        tiny_model,
+        make_args(tmp_path / "b", **settings),
+        train_dataset=train,
+        eval_dataset=valid,
+        callbacks=[StopAt(3)],
+    )
     broken.train()
     assert broken.state.global_step == 3
     tiny_model.load_state_dict(initial)  # the resumed run must restore everything itself
-    resumed = SoftInfoNCETrainer(tiny_model, make_args(tmp_path / "b", **settings),
-                                 train_dataset=train, eval_dataset=valid)
+    resumed = SoftInfoNCETrainer(
+        tiny_model, make_args(tmp_path / "b", **settings), train_dataset=train, eval_dataset=valid
+    )
     resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-3"))
     got = resumed.evaluate()
     assert got["eval_mrr"] == pytest.approx(expected["eval_mrr"], abs=1e-6)
@@ -148,24 +199,35 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, tiny_mode
 
 def test_extra_columns_survive_and_are_dropped(tmp_path, tiny_model):
     train = make_pairs(16, seed=5).add_column("language", ["python"] * 16)
-    trainer = SoftInfoNCETrainer(tiny_model, make_args(tmp_path, max_steps=1, eval_strategy="no",
-                                                       save_strategy="no",
-                                                       load_best_model_at_end=False),
-                                 train_dataset=train)
+    trainer = SoftInfoNCETrainer(
+        tiny_model,
+        make_args(
+            tmp_path,
+            max_steps=1,
+            eval_strategy="no",
+            save_strategy="no",
+            load_best_model_at_end=False,
+        ),
+        train_dataset=train,
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["queries"] and batch["codes"]
     assert "language" not in batch
     trainer.train()
 
 
-def test_trained_estimator_temperature_follows_the_frozen_models_scale(tmp_path, tiny_model):
+def test_trained_estimator_keeps_the_papers_temperature(tmp_path, tiny_model):
+    """The trained-model estimator scores on the frozen model's own scale (scale * q . c), so
+    the paper's t = 5 applies as is, the same in every face (no per-face rescaling)."""
     from soft_infonce.estimators import TrainedModelEstimator
 
     args = make_args(tmp_path, estimator="trained", estimator_model="unused")
     loss = build_loss(args, TrainedModelEstimator(tiny_model))
-    assert loss.temperature == pytest.approx(5.0 / 20.0)  # paper t=5 on 20 * cosine scores
-    loss = build_loss(make_args(tmp_path, estimator="trained", estimator_model="unused",
-                                temperature=2.0), TrainedModelEstimator(tiny_model))
+    assert (loss.alpha, loss.beta, loss.temperature) == (1.3, 0.7, 5.0)
+    loss = build_loss(
+        make_args(tmp_path, estimator="trained", estimator_model="unused", temperature=2.0),
+        TrainedModelEstimator(tiny_model),
+    )
     assert loss.temperature == 2.0
 
 
@@ -178,21 +240,49 @@ def test_graphcodebert_inputs_flow_through_collator_trainer_and_encode_texts(tmp
     vocab = {w: i for i, w in enumerate(["<s>", "<pad>", "</s>", "<unk>", *words])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, cls_token="<s>",
-                                        pad_token="<pad>", sep_token="</s>", unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        cls_token="<s>",
+        pad_token="<pad>",
+        sep_token="</s>",
+        unk_token="<unk>",
+    )
     torch.manual_seed(0)
-    encoder = RobertaModel(RobertaConfig(vocab_size=len(vocab), hidden_size=32,
-                                         num_hidden_layers=2, num_attention_heads=2,
-                                         intermediate_size=37, max_position_embeddings=64,
-                                         pad_token_id=1))
-    model = BiEncoder(encoder, tokenizer, pooling="mean", normalize=True, scale=20.0,
-                      input_layout="graphcodebert", language="python", data_flow_length=8)
+    encoder = RobertaModel(
+        RobertaConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=64,
+            pad_token_id=1,
+        )
+    )
+    model = BiEncoder(
+        encoder,
+        tokenizer,
+        pooling="mean",
+        normalize=True,
+        scale=20.0,
+        input_layout="graphcodebert",
+        language="python",
+        data_flow_length=8,
+    )
     rng = random.Random(0)
-    rows = [{"query": f"{v} a {n}", "code": f"def {v}(x):\n    {n} = x + 1\n    return {n}"}
-            for v, n in ((rng.choice(VERBS), rng.choice(NOUNS)) for _ in range(16))]
+    rows = [
+        {"query": f"{v} a {n}", "code": f"def {v}(x):\n    {n} = x + 1\n    return {n}"}
+        for v, n in ((rng.choice(VERBS), rng.choice(NOUNS)) for _ in range(16))
+    ]
     train = datasets.Dataset.from_list(rows)
-    args = make_args(tmp_path, max_steps=2, eval_strategy="no", save_strategy="no",
-                     load_best_model_at_end=False, per_device_train_batch_size=8)
+    args = make_args(
+        tmp_path,
+        max_steps=2,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        per_device_train_batch_size=8,
+    )
     trainer = SoftInfoNCETrainer(model, args, train_dataset=train)
     batch = next(iter(trainer.get_train_dataloader()))
     length = 16 + 8  # code tokens + data-flow nodes
@@ -209,4 +299,94 @@ def test_graphcodebert_inputs_flow_through_collator_trainer_and_encode_texts(tmp
     model.save_pretrained(tmp_path / "saved")
     loaded = BiEncoder.from_pretrained(tmp_path / "saved")
     assert (loaded.input_layout, loaded.language, loaded.data_flow_length) == (
-        "graphcodebert", "python", 8)
+        "graphcodebert",
+        "python",
+        8,
+    )
+
+
+@pytest.mark.parametrize(
+    "rows,match", [(5, "5 rows, fewer than one global batch of 8"), (0, "empty")]
+)
+def test_a_train_set_smaller_than_one_batch_is_refused_before_any_work(
+    tmp_path, tiny_model, rows, match
+):
+    train = make_pairs(max(rows, 1), seed=0).select(range(rows))
+    with pytest.raises(ValueError, match=match):
+        SoftInfoNCETrainer(tiny_model, make_args(tmp_path), train_dataset=train)
+    assert not (tmp_path / "out").exists()
+
+
+def test_compute_loss_passes_hard_negatives_and_their_queries(tmp_path, tiny_model):
+    from soft_infonce import WeightEstimator
+
+    class Recorder(WeightEstimator):
+        preset = "bm25"
+        calls: list = []
+
+        def similarity(self, queries, codes, candidate_queries=None):
+            type(self).calls.append((list(queries), list(codes), candidate_queries))
+            return torch.rand(len(queries), len(codes))
+
+    args = make_args(tmp_path, eval_strategy="no", load_best_model_at_end=False)
+    train = make_pairs(16, seed=0)
+    trainer = SoftInfoNCETrainer(tiny_model, args, train_dataset=train, estimator=Recorder())
+    rows = [train[i] for i in range(8)]
+    batch = trainer.data_collator(rows)
+    negatives = trainer.data_collator([train[8 + i] for i in range(8)])
+    hard = {
+        k: torch.cat([batch[k], negatives[k]])
+        for k in batch
+        if k.startswith("code_") and isinstance(batch[k], torch.Tensor)
+    }
+    hard.update({k: v for k, v in batch.items() if k.startswith("query_")})
+    hard.update(
+        queries=batch["queries"],
+        codes=batch["codes"] + negatives["codes"],
+        candidate_queries=batch["queries"] + negatives["queries"],
+    )
+    tiny_model.eval()
+    loss = trainer.compute_loss(tiny_model, hard)
+    queries, codes, paired = Recorder.calls[-1]
+    assert (queries, codes, paired) == (hard["queries"], hard["codes"], hard["candidate_queries"])
+    q = tiny_model.encode_texts(hard["queries"], side="query", max_length=16)
+    c = tiny_model.encode_texts(hard["codes"], side="code", max_length=16)
+    assert c.shape[0] == 16
+    torch.manual_seed(0)
+    sim = torch.rand(8, 16)
+    ref = trainer.loss_fn(q, c, sim)
+    torch.manual_seed(0)
+    loss = trainer.compute_loss(tiny_model, hard)
+    assert loss.item() == pytest.approx(ref.item(), abs=1e-4)
+
+
+def test_checkpoints_load_with_from_pretrained(tmp_path, tiny_model):
+    train, valid = make_pairs(32, seed=1), make_pairs(16, seed=2)
+    args = make_args(tmp_path, max_steps=4, eval_steps=2, save_steps=2)
+    trainer = SoftInfoNCETrainer(tiny_model, args, train_dataset=train, eval_dataset=valid)
+    trainer.train()
+    checkpoint = tmp_path / "out" / "checkpoint-4"
+    loaded = BiEncoder.from_pretrained(checkpoint)
+    assert (tmp_path / "out" / "checkpoint-4" / "bi_encoder.json").exists()
+    queries = ["read a file", "sort a list"]
+    tiny_model.eval()
+    trainer.state.best_model_checkpoint = str(checkpoint)
+    trainer._load_best_model()  # the Trainer's own reader takes our checkpoint format
+    expected = tiny_model.encode_texts(queries, side="query", max_length=16)
+    got = loaded.encode_texts(queries, side="query", max_length=16)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    trainer.save_model(str(tmp_path / "final"))
+    final = BiEncoder.from_pretrained(tmp_path / "final")
+    torch.testing.assert_close(
+        final.encode_texts(queries, side="query", max_length=16), expected, atol=1e-5, rtol=1e-5
+    )
+
+
+def test_help_lists_the_choices():
+    from transformers import HfArgumentParser
+
+    from soft_infonce.training_args import SoftInfoNCETrainingArguments as FromModule
+
+    assert FromModule is SoftInfoNCETrainingArguments
+    text = HfArgumentParser(SoftInfoNCETrainingArguments).format_help()
+    assert "false_negative_cancellation" in text and "simcse" in text and "threshold" in text

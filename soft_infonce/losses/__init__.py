@@ -1,16 +1,20 @@
 """``nn.Module`` faces of the losses in :mod:`soft_infonce.functional`.
 
-Every loss here shares one forward path (:class:`ContrastiveLoss`)::
+Every loss here shares one path, :meth:`ContrastiveLoss.compute_loss_from_embeddings`::
 
-    query/code embeddings -> scores = scale * q . c   (codes gathered across devices if asked)
-                          -> similarity (given, or from the estimator on the raw texts)
-                          -> loss_from_scores(scores, similarity, labels)   # the one override
-                          -> + the code-to-query direction when symmetric=True
+    query/candidate embeddings -> candidates gathered across devices (if asked)
+                               -> scores = scale * q . c
+                               -> similarity (given, or from the estimator on the raw texts)
+                               -> loss_from_scores(scores, similarity, labels)  # the override
+                               -> + the code-to-query direction when symmetric=True
+
+``PRESETS`` lives in :mod:`soft_infonce.presets` and is re-exported here.
 """
 
 from __future__ import annotations
 
-from .base import CITATION, PRESETS, ContrastiveLoss
+from ..presets import PRESETS
+from .base import CITATION, ContrastiveLoss
 from .baselines import (
     BCELoss,
     FalseNegativeCancellationLoss,

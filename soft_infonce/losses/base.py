@@ -1,29 +1,30 @@
-"""The shared forward path of every contrastive loss (:class:`ContrastiveLoss`).
+"""The shared path of every contrastive loss (:class:`ContrastiveLoss`).
 
-query/code embeddings -> scores = scale * q . c   (codes gathered across devices if asked)
-                      -> similarity (given, or from the estimator on the raw texts)
-                      -> loss_from_scores(scores, similarity, labels)   # the one override
-                      -> + the code-to-query direction when symmetric=True
+query [N, H], candidates [M, H] (positives first, then hard negatives)
+  -> distributed.gather_candidates        (other processes' candidates, when asked)
+  -> scores = scale * q . c                [N, world * M], float32 at least
+  -> similarity (given, or the estimator on the raw texts of the same candidates)
+  -> loss_from_scores(scores, similarity, labels)   # the one override
+  -> + the code-to-query direction when symmetric=True
+
+:meth:`ContrastiveLoss.compute_loss_from_embeddings` is the seam every face calls: the
+module's ``forward``, the trainer, gradient caching and the sentence-transformers losses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from ..distributed import GatheredCandidates, gather_candidates, gather_with_grad
 from ..estimators.base import WeightEstimator
+from ..presets import PRESETS, check_number
+from .checks import candidate_matrix, check_flag, check_tensor, texts_of
 
 __all__ = ["CITATION", "PRESETS", "ContrastiveLoss"]
-
-#: The paper's Table 7: (alpha, beta, temperature) per weight estimator.
-PRESETS: dict[str, tuple[float, float, float]] = {
-    "bm25": (1.5, 0.5, 1.0),
-    "simcse": (1.3, 0.7, 0.1),
-    "trained": (1.3, 0.7, 5.0),
-}
 
 CITATION = """@inproceedings{li-etal-2023-rethinking,
     title = "Rethinking Negative Pairs in Code Search",
@@ -36,44 +37,27 @@ CITATION = """@inproceedings{li-etal-2023-rethinking,
 }"""
 
 
-def _check_embeddings(query_embeddings: torch.Tensor, code_embeddings: torch.Tensor) -> None:
-    for name, x in (("query_embeddings", query_embeddings), ("code_embeddings", code_embeddings)):
-        if not isinstance(x, torch.Tensor) or x.dim() != 2:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{name} must be a 2-D tensor [batch, dim], got {shape}")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-    n, m = query_embeddings.shape[0], code_embeddings.shape[0]
-    if query_embeddings.shape[1] != code_embeddings.shape[1]:
-        raise ValueError(
-            f"query_embeddings and code_embeddings must share the embedding size, got "
-            f"{query_embeddings.shape[1]} and {code_embeddings.shape[1]}"
-        )
-    if m < n:
-        raise ValueError(
-            f"code_embeddings needs at least one code per query (the first N are the positives), "
-            f"got {n} queries and {m} codes"
-        )
-    if m < 2:
-        raise ValueError(
-            "a contrastive loss needs at least one negative: a batch of one query with one code "
-            "has none (use a batch size >= 2 or pass extra candidate codes)"
-        )
-
-
 class ContrastiveLoss(nn.Module):
-    """Base of the contrastive losses: scoring, similarity, gathering and symmetry.
+    """Base of the contrastive losses: gathering, scoring, similarity, symmetry, statistics.
 
     A subclass overrides :meth:`loss_from_scores` (and sets ``needs_similarity``).
 
     Args:
         scale: multiplies the dot products (e.g. 20 for cosine scores as UniXcoder does).
-        estimator: computes the similarity from raw texts when ``forward`` gets none.
+        estimator: computes the similarity from raw texts when none is given.
         symmetric: also add the code-to-query direction and average the two.
-        gather_across_devices: score local queries against the codes of all processes
+        gather_across_devices: score local queries against the candidates of all processes
             (``torch.distributed``), with gradients flowing back to every process.
+        validate: scan the embeddings (and a given similarity) for NaN/inf, which costs a
+            host sync. ``None`` (default): only when the embeddings carry no gradient
+            (evaluation, a quick check), never in a training step; ``True``: always;
+            ``False``: never. Shapes, counts and settings are checked either way.
+
+    Attributes:
+        score_fn: ``(a [N, H], b [M, H]) -> [N, M]`` before ``scale``; ``None`` (default) is
+            the dot product (the sentence-transformers face sets its ``similarity_fct``).
+        last_statistics: detached 0-d tensors of the last call, per direction
+            (``"q2c/weight_mean"``, ``"c2q/..."``); :meth:`statistics` gives numbers.
     """
 
     needs_similarity: ClassVar[bool] = False
@@ -84,19 +68,23 @@ class ContrastiveLoss(nn.Module):
         estimator: WeightEstimator | None = None,
         symmetric: bool = False,
         gather_across_devices: bool = False,
+        validate: bool | None = None,
     ) -> None:
         super().__init__()
-        if not scale > 0:
-            raise ValueError(f"scale must be > 0, got {scale!r}")
+        self.scale = check_number("scale", scale, minimum=0, exclusive_minimum=True)
         if estimator is not None and not isinstance(estimator, WeightEstimator):
-            raise ValueError(
+            raise TypeError(
                 f"estimator must be a soft_infonce.WeightEstimator, got {type(estimator).__name__}"
             )
-        self.scale = float(scale)
+        if validate is not None:
+            check_flag("validate", validate)
         self.estimator = estimator
-        self.symmetric = bool(symmetric)
-        self.gather_across_devices = bool(gather_across_devices)
-        self.last_statistics: dict[str, float] = {}
+        self.symmetric = check_flag("symmetric", symmetric)
+        self.gather_across_devices = check_flag("gather_across_devices", gather_across_devices)
+        self.validate = validate
+        self.score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        self.last_statistics: dict[str, torch.Tensor] = {}
+        self._direction = "q2c"
 
     # -- the one method a subclass overrides -------------------------------------------------
     def loss_from_scores(
@@ -105,9 +93,24 @@ class ContrastiveLoss(nn.Module):
         similarity: torch.Tensor | None,
         labels: torch.Tensor,
     ) -> torch.Tensor:
-        """Loss for ``[N, M]`` scores (float32 scalar). ``similarity`` is ``None`` only when
-        ``needs_similarity`` is false and none was given."""
+        """Loss for ``[N, M]`` scores (a scalar, float32 at least). ``similarity`` is ``None``
+        only when ``needs_similarity`` is false and none was given. Record statistics with
+        :meth:`record`."""
         raise NotImplementedError
+
+    def record(self, statistics: Mapping[str, torch.Tensor]) -> None:
+        """Keep detached statistics of the current direction (no host sync)."""
+        for key, value in statistics.items():
+            self.last_statistics[f"{self._direction}/{key}"] = value.detach()
+
+    def statistics(self) -> dict[str, float]:
+        """The last call's statistics as numbers (one host sync), after :meth:`check_statistics`."""
+        numbers = {key: float(value) for key, value in self.last_statistics.items()}
+        self.check_statistics(numbers)
+        return numbers
+
+    def check_statistics(self, statistics: Mapping[str, float]) -> None:
+        """Warn about statistics once they are numbers (the logging path, not every step)."""
 
     # -- shared path ---------------------------------------------------------------------------
     def forward(
@@ -120,12 +123,12 @@ class ContrastiveLoss(nn.Module):
         codes: Sequence[str] | None = None,
         candidate_queries: Sequence[str] | None = None,
     ) -> torch.Tensor:
-        """Compute the loss.
+        """Compute the loss (see :meth:`compute_loss_from_embeddings`).
 
         Args:
             query_embeddings: ``[N, H]``.
             code_embeddings: ``[M, H]``, ``M >= N``; code ``i < N`` is query ``i``'s positive,
-                codes ``N..M-1`` are extra negatives.
+                codes ``N..M-1`` are extra candidates (hard negatives).
             similarity: raw estimator scores ``[N, M]`` (after gathering: ``[N, world * M]``);
                 computed by the estimator from the texts when ``None``.
             queries: the ``N`` raw queries (for the estimator).
@@ -134,31 +137,90 @@ class ContrastiveLoss(nn.Module):
                 ``M == N``), for query-query estimators.
 
         Returns:
-            The scalar loss (float32).
+            The scalar loss (float32, or float64 for float64 embeddings).
         """
-        _check_embeddings(query_embeddings, code_embeddings)
-        n, m = query_embeddings.shape[0], code_embeddings.shape[0]
+        texts = {"queries": queries, "codes": codes, "candidate_queries": candidate_queries}
+        return self.compute_loss_from_embeddings(
+            query_embeddings, code_embeddings, texts, similarity
+        )
+
+    def compute_loss_from_embeddings(
+        self,
+        query_embeddings: torch.Tensor,
+        candidate_embeddings: torch.Tensor | Sequence[torch.Tensor],
+        texts: Mapping[str, Sequence[str] | None] | None = None,
+        similarity: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The loss from embeddings: the seam shared by every face of the library.
+
+        Args:
+            query_embeddings: ``[N, H]``.
+            candidate_embeddings: ``[M, H]`` (the first ``N`` are the positives, then extra
+                candidates such as hard negatives), or columns ``[N, H]`` (positive,
+                negative_1, ..., concatenated column-major into ``M = N (1 + k)``).
+            texts: raw ``queries`` (N), ``codes`` (M) and ``candidate_queries`` (M, the query
+                paired with each candidate) for the estimator; a collator batch works as is.
+            similarity: precomputed ``[N, world * M]`` estimator scores, else the estimator's.
+
+        Returns:
+            The scalar loss.
+        """
+        q = check_tensor("query_embeddings", query_embeddings)
+        n = q.shape[0]
+        c = check_tensor("candidate_embeddings", candidate_matrix(candidate_embeddings, n))
+        m = c.shape[0]
+        if q.shape[1] != c.shape[1]:
+            raise ValueError(
+                f"query_embeddings and candidate_embeddings must share the embedding size, got "
+                f"{q.shape[1]} and {c.shape[1]}"
+            )
+        if m < n:
+            raise ValueError(
+                "candidate_embeddings needs at least one code per query (the first N are the "
+                f"positives), got {n} queries and {m} codes"
+            )
+        if m < 2:
+            raise ValueError(
+                "a contrastive loss needs at least one negative: a batch of one query with one "
+                "code has none (use a batch size >= 2 or pass extra candidate codes)"
+            )
+        if similarity is not None and not isinstance(similarity, torch.Tensor):
+            raise TypeError(f"similarity must be a torch.Tensor, got {type(similarity).__name__}")
+        if self.validate or (self.validate is None and not (q.requires_grad or c.requires_grad)):
+            for name, x in (
+                ("query_embeddings", q),
+                ("candidate_embeddings", c),
+                ("similarity", similarity),
+            ):
+                if x is not None and not bool(torch.isfinite(x).all()):
+                    raise ValueError(f"{name} contains NaN or infinite values")
+        queries, codes, candidate_queries = texts_of(texts, n, m)
         if candidate_queries is None and queries is not None and m == n:
             candidate_queries = queries
-        g = self._gather(code_embeddings, queries, codes, candidate_queries)
-        all_codes, offset = g.codes, g.offset
-        codes, candidate_queries = g.texts, g.candidate_queries
-        labels = torch.arange(n, device=query_embeddings.device) + offset
-        scores = self.scale * query_embeddings.float() @ all_codes.float().T  # (N, world * M)
-        sim = self._similarity(similarity, scores.shape, queries, codes, candidate_queries)
+        if self.gather_across_devices:
+            g = gather_candidates(c, queries, codes, candidate_queries)
+        else:
+            g = GatheredCandidates.local(c, queries, codes, candidate_queries)
+        dtype = torch.promote_types(torch.promote_types(q.dtype, c.dtype), torch.float32)
+        labels = torch.arange(n, device=q.device) + g.offset
+        scores = self._scores(q.to(dtype), g.embeddings.to(dtype))  # (N, world * M)
+        sim = self._similarity(similarity, scores.shape, g)
+        self.last_statistics = {}
+        self._direction = "q2c"
         loss = self.loss_from_scores(scores, sim, labels)
         if not self.symmetric:
             return loss
-        return 0.5 * (loss + self._code_to_query(query_embeddings, code_embeddings, sim, g))
+        self._direction = "c2q"
+        try:
+            return 0.5 * (loss + self._code_to_query(q, c, dtype, sim, g))
+        finally:
+            self._direction = "q2c"
 
-    def _gather(self, code_embeddings, queries, codes, candidate_queries):
-        from ..distributed import GatheredCandidates, gather_candidates, world_size
+    def _scores(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        raw = a @ b.T if self.score_fn is None else self.score_fn(a, b)
+        return self.scale * raw
 
-        if not self.gather_across_devices or world_size() == 1:
-            return GatheredCandidates(code_embeddings, 0, 0, codes, candidate_queries, queries)
-        return gather_candidates(code_embeddings, queries, codes, candidate_queries)
-
-    def _similarity(self, similarity, shape, queries, codes, candidate_queries):
+    def _similarity(self, similarity, shape, g: GatheredCandidates) -> torch.Tensor | None:
         if similarity is not None:
             if tuple(similarity.shape) != tuple(shape):
                 raise ValueError(
@@ -167,12 +229,14 @@ class ContrastiveLoss(nn.Module):
                 )
             return similarity.detach()
         if self.estimator is not None:
-            if queries is None or codes is None:
+            if g.query_texts is None or g.code_texts is None:
                 raise ValueError(
                     f"{type(self).__name__} has an estimator: pass queries= and codes= (the raw "
                     "texts of the batch) to forward, or a precomputed similarity"
                 )
-            return self.estimator(queries, codes, candidate_queries)
+            n = shape[0]
+            queries = g.query_texts[g.rank * n : (g.rank + 1) * n]  # this process's queries
+            return self.estimator(queries, g.code_texts, g.candidate_query_texts)
         if self.needs_similarity:
             raise ValueError(
                 f"{type(self).__name__} needs a similarity matrix: pass similarity= to forward "
@@ -180,21 +244,18 @@ class ContrastiveLoss(nn.Module):
             )
         return None
 
-    def _code_to_query(self, q, c, sim, g):
+    def _code_to_query(self, q, c, dtype, sim, g: GatheredCandidates) -> torch.Tensor:
         """The code-to-query direction: each paired code against all (gathered) queries."""
-        from ..distributed import gather_with_grad
-
         n = q.shape[0]
-        gathered = g.gathered
-        all_q = gather_with_grad(q) if gathered else q  # (world * N, H)
-        scores = self.scale * c[:n].float() @ all_q.float().T  # (N, world * N)
+        all_q = gather_with_grad(q) if g.gathered else q  # (world * N, H)
+        scores = self._scores(c[:n].to(dtype), all_q.to(dtype))  # (N, world * N)
         sim_t = None
-        if sim is not None and not gathered:
+        if sim is not None and not g.gathered:
             sim_t = sim[:, :n].T  # (N codes, N queries): relevance of query j to code i
         elif sim is not None and self.estimator is not None:
             local = slice(g.offset, g.offset + n)
-            paired = None if g.candidate_queries is None else list(g.candidate_queries)[local]
-            sim_t = self.estimator(g.queries, list(g.texts)[local], paired).T
+            paired = None if g.candidate_query_texts is None else g.candidate_query_texts[local]
+            sim_t = self.estimator(g.query_texts, g.code_texts[local], paired).T
         elif sim is not None:
             raise ValueError(
                 "symmetric=True with gather_across_devices needs an estimator (a precomputed "

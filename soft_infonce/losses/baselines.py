@@ -1,13 +1,26 @@
 """The losses the paper compares Soft-InfoNCE with (Section 6): weighted InfoNCE, BCE with
-soft labels, InfoNCE + KL regularisation, and false-negative cancellation."""
+soft labels, InfoNCE + KL regularisation, and false-negative cancellation.
+
+These baselines go through the checked functional forms of :mod:`soft_infonce.functional`,
+which scan the similarity for NaN/inf on every call (a host sync per step); only
+:class:`~soft_infonce.SoftInfoNCELoss` and :class:`~soft_infonce.InfoNCELoss` keep a training
+step free of host syncs.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from numbers import Integral
 from typing import Any, Literal
 
 from .. import functional as SF
 from ..estimators.base import WeightEstimator
-from .base import PRESETS, ContrastiveLoss
+from ..presets import check_number, resolve
+from . import kernels
+from .base import ContrastiveLoss
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "BCELoss",
@@ -22,16 +35,17 @@ class _SimilarityLoss(ContrastiveLoss):
 
     needs_similarity = True
 
-    def __init__(self, temperature: float | None = None, scale: float = 1.0,
-                 estimator: WeightEstimator | None = None, symmetric: bool = False,
-                 gather_across_devices: bool = False) -> None:
-        super().__init__(scale, estimator, symmetric, gather_across_devices)
-        if temperature is None:
-            preset = getattr(estimator, "preset", None)
-            temperature = PRESETS[preset][2] if preset in PRESETS else 1.0
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        self.temperature = float(temperature)
+    def __init__(
+        self,
+        temperature: float | None = None,
+        scale: float = 1.0,
+        estimator: WeightEstimator | None = None,
+        symmetric: bool = False,
+        gather_across_devices: bool = False,
+        validate: bool | None = None,
+    ) -> None:
+        super().__init__(scale, estimator, symmetric, gather_across_devices, validate)
+        self.temperature = resolve(estimator, temperature=temperature).temperature
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"temperature": self.temperature, **super().get_config_dict()}
@@ -76,26 +90,34 @@ class KLRegularizedInfoNCELoss(_SimilarityLoss):
         >>> loss = KLRegularizedInfoNCELoss()(q, c, sim)
     """
 
-    def __init__(self, infonce_weight: float = 0.7, kl_weight: float = 1.3,
-                 temperature: float | None = None, scale: float = 1.0,
-                 estimator: WeightEstimator | None = None, symmetric: bool = False,
-                 gather_across_devices: bool = False) -> None:
-        super().__init__(temperature, scale, estimator, symmetric, gather_across_devices)
-        if infonce_weight < 0 or kl_weight < 0:
-            raise ValueError(
-                f"infonce_weight and kl_weight must be >= 0, got {infonce_weight!r}, {kl_weight!r}"
-            )
-        self.infonce_weight, self.kl_weight = float(infonce_weight), float(kl_weight)
+    def __init__(
+        self,
+        infonce_weight: float = 0.7,
+        kl_weight: float = 1.3,
+        temperature: float | None = None,
+        scale: float = 1.0,
+        estimator: WeightEstimator | None = None,
+        symmetric: bool = False,
+        gather_across_devices: bool = False,
+        validate: bool | None = None,
+    ) -> None:
+        super().__init__(temperature, scale, estimator, symmetric, gather_across_devices, validate)
+        self.infonce_weight = check_number("infonce_weight", infonce_weight, minimum=0)
+        self.kl_weight = check_number("kl_weight", kl_weight, minimum=0)
 
     def loss_from_scores(self, scores, similarity, labels):
         """See :func:`soft_infonce.functional.kl_regularized_infonce_loss`."""
-        return SF.kl_regularized_infonce_loss(scores, similarity, self.temperature,
-                                              self.infonce_weight, self.kl_weight, labels)
+        return SF.kl_regularized_infonce_loss(
+            scores, similarity, self.temperature, self.infonce_weight, self.kl_weight, labels
+        )
 
     def get_config_dict(self) -> dict[str, Any]:
         """The two term weights besides the shared settings."""
-        return {"infonce_weight": self.infonce_weight, "kl_weight": self.kl_weight,
-                **super().get_config_dict()}
+        return {
+            "infonce_weight": self.infonce_weight,
+            "kl_weight": self.kl_weight,
+            **super().get_config_dict(),
+        }
 
 
 class FalseNegativeCancellationLoss(ContrastiveLoss):
@@ -104,7 +126,10 @@ class FalseNegativeCancellationLoss(ContrastiveLoss):
     ``mode="top_k"`` drops each query's ``k`` most similar negatives; ``mode="threshold"``
     drops negatives whose similarity reaches ``ratio`` times the positive's. Implemented as
     Soft-InfoNCE with weights 0 (dropped) or 1, i.e. ``log w = -inf``. See
-    :func:`soft_infonce.functional.cancellation_weights`.
+    :func:`soft_infonce.functional.cancellation_weights`. ``last_statistics`` holds the
+    share of negatives ``cancelled`` and the ``rows_without_negatives`` (rows whose every
+    negative was cancelled: they add no gradient); :meth:`statistics` warns once about such
+    rows.
 
     Args:
         mode: ``"top_k"`` or ``"threshold"``.
@@ -122,21 +147,49 @@ class FalseNegativeCancellationLoss(ContrastiveLoss):
 
     needs_similarity = True
 
-    def __init__(self, mode: Literal["top_k", "threshold"] = "top_k", k: int = 1,
-                 ratio: float = 0.9, scale: float = 1.0,
-                 estimator: WeightEstimator | None = None, symmetric: bool = False,
-                 gather_across_devices: bool = False) -> None:
-        super().__init__(scale, estimator, symmetric, gather_across_devices)
+    def __init__(
+        self,
+        mode: Literal["top_k", "threshold"] = "top_k",
+        k: int = 1,
+        ratio: float = 0.9,
+        scale: float = 1.0,
+        estimator: WeightEstimator | None = None,
+        symmetric: bool = False,
+        gather_across_devices: bool = False,
+        validate: bool | None = None,
+    ) -> None:
+        super().__init__(scale, estimator, symmetric, gather_across_devices, validate)
         if mode not in ("top_k", "threshold"):
             raise ValueError(f"mode must be 'top_k' or 'threshold', got {mode!r}")
-        self.mode, self.k, self.ratio = mode, int(k), float(ratio)
+        if isinstance(k, bool) or not isinstance(k, Integral):
+            raise TypeError(f"k must be an int, got {type(k).__name__} {k!r}")
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k!r}")
+        self.mode, self.k = mode, int(k)
+        self.ratio = check_number("ratio", ratio, minimum=0, maximum=1, exclusive_minimum=True)
+        self._warned_empty_rows = False
 
     def loss_from_scores(self, scores, similarity, labels):
-        """InfoNCE without the cancelled negatives (weight 0); records the share cancelled."""
+        """InfoNCE without the cancelled negatives (weight 0); records what was cancelled."""
         weights = SF.cancellation_weights(similarity, self.mode, self.k, self.ratio, labels)
-        negatives = weights.numel() - weights.shape[0]
-        self.last_statistics = {"cancelled": (weights == 0).sum().item() / negatives}
-        return SF.soft_infonce_loss(scores, weights.to(scores.device), labels)
+        weights = weights.to(scores.device)
+        self.record(
+            kernels.cancellation_statistics(weights, kernels.positive_mask(weights.shape, labels))
+        )
+        return kernels.soft_infonce(scores, weights, labels)
+
+    def check_statistics(self, statistics: Mapping[str, float]) -> None:
+        """Warn once when some row had every negative cancelled (it trained nothing)."""
+        empty = sum(v for k, v in statistics.items() if k.endswith("rows_without_negatives"))
+        if empty > 0 and not self._warned_empty_rows:
+            self._warned_empty_rows = True
+            logger.warning(
+                "FalseNegativeCancellationLoss(mode=%r) cancelled every negative of %g row(s): "
+                "those rows add no loss and no gradient. Check the estimator (a positive it "
+                "scores 0, e.g. BM25 with no shared token) or use mode='top_k'.",
+                self.mode,
+                empty,
+            )
 
     def get_config_dict(self) -> dict[str, Any]:
         """mode, k and ratio besides the shared settings."""

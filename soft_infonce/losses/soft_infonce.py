@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
 
 from .. import functional as SF
 from ..estimators.base import WeightEstimator
-from .base import PRESETS, ContrastiveLoss
+from ..presets import PRESETS, check_number, resolve
+from . import kernels
+from .base import ContrastiveLoss
 
 logger = logging.getLogger(__name__)
 
@@ -31,19 +34,7 @@ class InfoNCELoss(ContrastiveLoss):
 
     def loss_from_scores(self, scores, similarity, labels):
         """Cross-entropy of the positives (the similarity is not used)."""
-        return SF.soft_infonce_loss(scores, None, labels)
-
-
-def _weight_statistics(weights: torch.Tensor, labels: torch.Tensor, min_weight: float) -> dict:
-    mask = torch.ones_like(weights, dtype=torch.bool)
-    mask[torch.arange(weights.shape[0]), labels.to(weights.device)] = False
-    neg = weights[mask]
-    return {
-        "weight_mean": neg.mean().item(),
-        "weight_min": neg.min().item(),
-        "weight_max": neg.max().item(),
-        "weight_clamped": (neg <= min_weight + 1e-7).float().mean().item(),
-    }
+        return kernels.soft_infonce(scores, None, labels)
 
 
 class SoftInfoNCELoss(ContrastiveLoss):
@@ -66,6 +57,8 @@ class SoftInfoNCELoss(ContrastiveLoss):
         estimator: a :class:`~soft_infonce.WeightEstimator`; else pass ``similarity``.
         symmetric: add the code-to-query direction.
         gather_across_devices: use the codes of all processes as negatives.
+        validate: scan inputs for NaN/inf (``None``: only when they carry no gradient);
+            see :class:`~soft_infonce.losses.ContrastiveLoss`.
 
     References:
         Li, Zhou, Tuan, Miao. Rethinking Negative Pairs in Code Search. EMNLP 2023.
@@ -73,6 +66,8 @@ class SoftInfoNCELoss(ContrastiveLoss):
     Inputs:
         query_embeddings ``[N, H]``, code_embeddings ``[M, H]`` (``M >= N``), and either
         ``similarity [N, M]`` or the raw ``queries``/``codes`` for the estimator.
+        ``last_statistics`` holds ``q2c/weight_mean``, ``q2c/weight_min``, ``q2c/weight_max``
+        and ``q2c/weight_clamped`` (and ``c2q/...`` when symmetric) as detached tensors.
 
     Relations:
         ``InfoNCELoss`` is the case ``alpha = 0``; ``FalseNegativeCancellationLoss`` sets
@@ -97,22 +92,13 @@ class SoftInfoNCELoss(ContrastiveLoss):
         estimator: WeightEstimator | None = None,
         symmetric: bool = False,
         gather_across_devices: bool = False,
+        validate: bool | None = None,
     ) -> None:
-        super().__init__(scale, estimator, symmetric, gather_across_devices)
-        preset = PRESETS.get(getattr(estimator, "preset", None) or "", (1.3, 0.7, 1.0))
-        alpha = preset[0] if alpha is None else alpha
-        beta = preset[1] if beta is None else beta
-        temperature = preset[2] if temperature is None else temperature
-        if not alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha!r}")
-        if not beta > 0:
-            raise ValueError(f"beta must be > 0, got {beta!r}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        if not 0 < min_weight <= 1:
-            raise ValueError(f"min_weight must lie in (0, 1], got {min_weight!r}")
-        self.alpha, self.beta = float(alpha), float(beta)
-        self.temperature, self.min_weight = float(temperature), float(min_weight)
+        super().__init__(scale, estimator, symmetric, gather_across_devices, validate)
+        self.alpha, self.beta, self.temperature = resolve(estimator, alpha, beta, temperature)
+        self.min_weight = check_number(
+            "min_weight", min_weight, minimum=0, maximum=1, exclusive_minimum=True
+        )
         self._warned_flat = False
 
     @classmethod
@@ -135,8 +121,14 @@ class SoftInfoNCELoss(ContrastiveLoss):
         """
         if name not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
-        alpha, beta, t = PRESETS[name]
-        return cls(**{"alpha": alpha, "beta": beta, "temperature": t, **kwargs})
+        settings = resolve(
+            kwargs.get("estimator"),
+            kwargs.pop("alpha", None),
+            kwargs.pop("beta", None),
+            kwargs.pop("temperature", None),
+            preset=name,
+        )
+        return cls(**settings._asdict(), **kwargs)
 
     def weights(self, similarity: torch.Tensor, labels: torch.Tensor | None = None):
         """Eq. 4 weights for a similarity matrix, with this loss's settings.
@@ -148,25 +140,49 @@ class SoftInfoNCELoss(ContrastiveLoss):
         Returns:
             Detached float32 weights ``[N, M]``.
         """
-        return SF.negative_weights(similarity, self.alpha, self.beta, self.temperature,
-                                   self.min_weight, labels)
+        return SF.negative_weights(
+            similarity, self.alpha, self.beta, self.temperature, self.min_weight, labels
+        )
 
     def loss_from_scores(self, scores, similarity, labels):
         """Eq. 3 with the Eq. 4 weights of ``similarity``; records weight statistics."""
-        weights = self.weights(similarity.to(scores.device), labels)
-        self.last_statistics = _weight_statistics(weights, labels, self.min_weight)
-        spread = max(abs(self.last_statistics["weight_max"] - 1),
-                     abs(self.last_statistics["weight_min"] - 1))
-        if spread < 0.01 and not self._warned_flat:
+        mask = kernels.positive_mask(scores.shape, labels)  # (N, M)
+        weights = kernels.negative_weights(
+            similarity.to(scores.device),
+            self.alpha,
+            self.beta,
+            self.temperature,
+            self.min_weight,
+            mask,
+            scores.dtype,
+        )
+        self.record(kernels.weight_statistics(weights, mask, self.min_weight))
+        return kernels.soft_infonce(scores, weights, labels)
+
+    def check_statistics(self, statistics: Mapping[str, float]) -> None:
+        """Warn once when every weight lies within 1% of 1 (the loss is then InfoNCE)."""
+        lows = [v for k, v in statistics.items() if k.endswith("weight_min")]
+        highs = [v for k, v in statistics.items() if k.endswith("weight_max")]
+        if not lows or not highs or self._warned_flat:
+            return
+        low, high = min(lows), max(highs)
+        if max(abs(high - 1), abs(low - 1)) < 0.01:
             self._warned_flat = True
             logger.warning(
                 "All Soft-InfoNCE weights lie within 1%% of 1 (min %.4f, max %.4f): the loss is "
                 "InfoNCE in all but name. The temperature (t=%g) likely does not suit the "
-                "estimator's score scale; try a smaller t.", self.last_statistics["weight_min"],
-                self.last_statistics["weight_max"], self.temperature)
-        return SF.soft_infonce_loss(scores, weights, labels)
+                "estimator's score scale; try a smaller t.",
+                low,
+                high,
+                self.temperature,
+            )
 
     def get_config_dict(self) -> dict[str, Any]:
         """alpha, beta, temperature and min_weight besides the shared settings."""
-        return {"alpha": self.alpha, "beta": self.beta, "temperature": self.temperature,
-                "min_weight": self.min_weight, **super().get_config_dict()}
+        return {
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "temperature": self.temperature,
+            "min_weight": self.min_weight,
+            **super().get_config_dict(),
+        }

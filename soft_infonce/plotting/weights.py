@@ -1,65 +1,26 @@
-"""Figures for Soft-InfoNCE: weight distributions, weight curves and validation MRR curves.
-
-matplotlib is an optional dependency (``pip install "soft-infonce[plot]"``); it is imported
-when a function here is first called, never when this module is imported. Figures are drawn
-on matplotlib's ``Agg`` canvas without ``pyplot``, so no window opens, no global figure is
-left behind, and the functions work on machines without a display.
-
-Every function returns the :class:`matplotlib.figure.Figure` and, when ``path`` is given,
-writes it there as a PNG.
-"""
+"""Figures of the weights: their distribution per estimator and the Eq. 4 weight curves."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 import torch
 
-from .functional import negative_weights
-from .losses import PRESETS
+from ..functional import negative_weights
+from ..presets import PRESETS
+from ._figure import new_figure, save
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_mrr_curves", "plot_weight_curves", "plot_weight_distribution"]
+__all__ = ["CurveSpec", "plot_weight_curves", "plot_weight_distribution", "weight_curve"]
 
 #: A weight-curve setting: a preset name (``"bm25"``, ``"simcse"``, ``"trained"``) or an
 #: ``(alpha, beta, temperature)`` triple.
 CurveSpec = Union[str, Sequence[float]]
-
-_STEP_KEYS = ("step", "global_step")
-_MRR_KEYS = ("eval_mrr", "mrr", "valid_mrr", "eval/mrr", "validation_mrr")
-
-
-def _new_figure(
-    nrows: int = 1, ncols: int = 1, width: float = 6.0, height: float = 4.0, **kwargs: Any
-) -> tuple[Figure, list]:
-    """A figure on the Agg canvas with a grid of axes, as a flat list (no pyplot involved)."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise ImportError(
-            "soft_infonce.plotting needs matplotlib: install the 'plot' extra with "
-            'pip install "soft-infonce[plot]" (or pip install matplotlib)'
-        ) from error
-    figure = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(nrows, ncols, squeeze=False, **kwargs)
-    return figure, [ax for row in axes for ax in row]
-
-
-def _save(figure: Figure, path: str | os.PathLike[str] | None) -> None:
-    if path is None:
-        return
-    directory = os.path.dirname(os.fspath(path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    figure.savefig(os.fspath(path), format="png", dpi=120)
 
 
 def _negatives(weights: torch.Tensor, name: str) -> torch.Tensor:
@@ -134,7 +95,7 @@ def plot_weight_distribution(
     if high - low < 1e-6:  # all equal (e.g. InfoNCE): give the bars some width
         low, high = low - 0.05, high + 0.05
     edges = torch.linspace(low, high, bins + 1, dtype=torch.float64).tolist()
-    figure, axes_list = _new_figure(len(values), 1, width=6.0, height=2.2, sharex=True, sharey=True)
+    figure, axes_list = new_figure(len(values), 1, width=6.0, height=2.2, sharex=True, sharey=True)
     for axes, (name, v) in zip(axes_list, values.items()):
         fraction = torch.full_like(v, 1.0 / v.numel()).numpy()
         *_, bars = axes.hist(
@@ -163,7 +124,7 @@ def plot_weight_distribution(
     axes_list[-1].set_xlabel("weight $w_{ij}$ of a negative (Eq. 4); dashed: w = 1 (InfoNCE)")
     if title:
         figure.suptitle(title)
-    _save(figure, path)
+    save(figure, path)
     return figure
 
 
@@ -299,7 +260,7 @@ def plot_weight_curves(
         )
     if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 2:
         raise ValueError(f"num_points must be an int >= 2, got {num_points!r}")
-    figure, axes_list = _new_figure(1, len(settings), width=4.0, height=3.6)
+    figure, axes_list = new_figure(1, len(settings), width=4.0, height=3.6)
     for axes, (label, alpha, beta, t) in zip(axes_list, settings):
         if similarity is None:
             low, high = _default_range(alpha, beta, t, batch_size, min_weight)
@@ -314,105 +275,5 @@ def plot_weight_curves(
         axes.set_xlabel(f"similarity of one negative (other {batch_size - 2} at 0)")
         axes.set_ylim(0.0, max(1.15, float(w.max()) + 0.05))
     axes_list[0].set_ylabel(f"weight $w_{{ij}}$ (Eq. 4, M = {batch_size})")
-    _save(figure, path)
-    return figure
-
-
-def _load_results(results: str | os.PathLike[str] | Mapping[str, Any]) -> Mapping[str, Any]:
-    if isinstance(results, (str, os.PathLike)):
-        with open(results, encoding="utf-8") as handle:
-            results = json.load(handle)
-    if not isinstance(results, Mapping):
-        raise ValueError(
-            f"results must be a dict or the path of a JSON object, got {type(results).__name__}"
-        )
-    return results
-
-
-def _runs(results: Mapping[str, Any]) -> dict[str, Any]:
-    """name -> run from ``{"runs": {...}}``, ``{"runs": [...]}``, one run, or ``{name: run}``."""
-    runs = results.get("runs", None)
-    if isinstance(runs, Mapping):
-        return dict(runs)
-    if isinstance(runs, list):
-        return {
-            str(r.get("name", f"run {i}")) if isinstance(r, Mapping) else f"run {i}": r
-            for i, r in enumerate(runs)
-        }
-    if "history" in results or "log_history" in results:
-        return {str(results.get("name", "run")): results}
-    return {str(k): v for k, v in results.items() if isinstance(v, (Mapping, list))}
-
-
-def _history_points(run: Any, metric: str | None) -> list[tuple[float, float]]:
-    """``(step, mrr)`` pairs of a run's history, skipping entries without both."""
-    history = run
-    if isinstance(run, Mapping):
-        history = run.get("history", run.get("log_history", []))
-    if not isinstance(history, list):
-        return []
-    keys = (metric,) if metric else _MRR_KEYS
-    points = []
-    for entry in history:
-        if not isinstance(entry, Mapping):
-            continue
-        step = next((entry[k] for k in _STEP_KEYS if isinstance(entry.get(k), (int, float))), None)
-        value = next((entry[k] for k in keys if isinstance(entry.get(k), (int, float))), None)
-        if step is not None and value is not None:
-            points.append((float(step), float(value)))
-    return sorted(points)
-
-
-def plot_mrr_curves(
-    results: str | os.PathLike[str] | Mapping[str, Any],
-    path: str | os.PathLike[str] | None = None,
-    *,
-    metric: str | None = None,
-    title: str | None = "Validation MRR during training",
-) -> Figure:
-    """Validation MRR against training step, one line per run.
-
-    Reads the ``results.json`` of ``examples/run_codesearch.py``,
-    ``{"runs": {name: {"history": [{"step": 100, "eval_mrr": 0.61}, ...]}}}``, and tolerates
-    variants: ``"runs"`` as a list of runs with a ``"name"``, a single run ``{"history": ...}``,
-    a dict name -> run without ``"runs"``, a run that is its history list, ``log_history``
-    (``transformers``' own) for ``history``, ``global_step`` for ``step``, and ``mrr`` /
-    ``valid_mrr`` for ``eval_mrr``. History entries without a step and an MRR (training-loss
-    logs) are skipped, and so are runs with no MRR at all.
-
-    Args:
-        results: the path of the JSON file, or its content as a dict.
-        path: where to write the PNG; ``None`` writes nothing.
-        metric: the history key to plot; ``None`` takes the first of ``eval_mrr``, ``mrr``,
-            ``valid_mrr``, ``eval/mrr``, ``validation_mrr`` that an entry has.
-        title: the axes title; ``None`` for none.
-
-    Returns:
-        The figure; one ``Line2D`` per run, labelled with the run's name, data ``(step, mrr)``.
-
-    Examples:
-        >>> results = {"runs": {"infonce": {"history": [{"step": 10, "eval_mrr": 0.6},
-        ...                                             {"step": 20, "eval_mrr": 0.65}]}}}
-        >>> fig = plot_mrr_curves(results, "mrr.png")
-    """
-    runs = _runs(_load_results(results))
-    curves = {name: _history_points(run, metric) for name, run in runs.items()}
-    curves = {name: points for name, points in curves.items() if points}
-    if not curves:
-        wanted = metric or " / ".join(_MRR_KEYS)
-        raise ValueError(
-            f"results must hold at least one run whose history has 'step' and {wanted}, got "
-            f"runs {sorted(runs)!r}"
-        )
-    figure, (axes,) = _new_figure(1, 1)
-    for name, points in curves.items():
-        steps, values = zip(*points)
-        axes.plot(steps, values, marker="o", markersize=3, linewidth=1.5, label=name)
-    axes.set_xlabel("training step")
-    axes.set_ylabel(metric or "validation MRR")
-    if title:
-        axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend()
-    _save(figure, path)
+    save(figure, path)
     return figure

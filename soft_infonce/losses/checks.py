@@ -1,0 +1,79 @@
+"""Input checks of the loss modules that need no host sync: types, shapes and text counts.
+
+Value scans (NaN/inf) are separate: :mod:`soft_infonce.functional` always runs them, the
+modules only behind ``validate=``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["candidate_matrix", "check_flag", "check_tensor", "texts_of"]
+
+_TEXT_KEYS = ("queries", "codes", "candidate_queries")
+
+
+def check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_tensor(name: str, x: Any) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D tensor [batch, dim], got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def candidate_matrix(candidate_embeddings: Any, n: int) -> torch.Tensor:
+    """A ``[M, H]`` tensor, or columns ``[N, H]`` (positive, negative_1, ...) concatenated."""
+    if isinstance(candidate_embeddings, torch.Tensor):
+        return candidate_embeddings
+    if not isinstance(candidate_embeddings, Sequence) or not candidate_embeddings:
+        raise TypeError(
+            "candidate_embeddings must be a [M, H] tensor or a non-empty sequence of [N, H] "
+            f"column tensors, got {type(candidate_embeddings).__name__}"
+        )
+    for i, column in enumerate(candidate_embeddings):
+        check_tensor(f"candidate_embeddings[{i}]", column)
+        if column.shape[0] != n:
+            raise ValueError(
+                f"candidate_embeddings[{i}] must have one row per query ({n}), got "
+                f"{column.shape[0]}"
+            )
+    return torch.cat(list(candidate_embeddings))  # (N * columns, H), column-major
+
+
+def texts_of(texts: Mapping[str, Any] | None, n: int, m: int) -> list[list[str] | None]:
+    """queries, codes, candidate_queries from ``texts``, their counts checked."""
+    if texts is None:
+        return [None, None, None]
+    if not isinstance(texts, Mapping):
+        raise TypeError(
+            f"texts must be a mapping with {list(_TEXT_KEYS)}, got {type(texts).__name__}"
+        )
+    out: list[list[str] | None] = []
+    for key, rows, embeddings in zip(
+        _TEXT_KEYS, (n, m, m), ("query_embeddings", "candidate embeddings", "candidate embeddings")
+    ):
+        value = texts.get(key)
+        if value is None:
+            out.append(None)
+            continue
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise TypeError(f"{key} must be a list of str, got {type(value).__name__}")
+        if len(value) != rows:
+            raise ValueError(
+                f"{key} must hold one text per row of the {embeddings} ({rows}), got {len(value)}"
+            )
+        out.append(list(value))
+    return out

@@ -1,0 +1,127 @@
+"""The paper's hyper-parameter presets and their resolution: the one place that fills them.
+
+Li et al. (EMNLP 2023, Table 7) tuned ``(alpha, beta, t)`` per weight estimator. A preset's
+temperature only means something on the score scale it was tuned on, so every estimator
+returns scores on that scale (BM25 scores, SimCSE cosines, the trained model's own
+``scale * q . c``) and names its preset in ``estimator.preset``. Every face of the loss
+(:class:`~soft_infonce.SoftInfoNCELoss`, the baselines, the sentence-transformers losses and
+the trainer's ``build_loss``) fills unset settings through :func:`resolve`, so the three ways
+of building a loss give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any, NamedTuple
+
+__all__ = ["DEFAULT", "PRESETS", "Settings", "check_number", "preset_of", "resolve"]
+
+#: The paper's Table 7: (alpha, beta, temperature) per weight estimator.
+PRESETS: dict[str, tuple[float, float, float]] = {
+    "bm25": (1.5, 0.5, 1.0),
+    "simcse": (1.3, 0.7, 0.1),
+    "trained": (1.3, 0.7, 5.0),
+}
+
+#: The settings of an estimator without a preset (or of no estimator).
+DEFAULT: tuple[float, float, float] = (1.3, 0.7, 1.0)
+
+
+class Settings(NamedTuple):
+    """Resolved Soft-InfoNCE settings."""
+
+    alpha: float
+    beta: float
+    temperature: float
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+) -> float:
+    """``value`` as a float, or an error naming ``name``: finite, real, within the bounds.
+
+    Args:
+        name: the parameter's name, for the message.
+        value: the number given (``bool`` and non-real types raise ``TypeError``).
+        minimum: lower bound (inclusive unless ``exclusive_minimum``).
+        maximum: inclusive upper bound.
+        exclusive_minimum: whether ``value == minimum`` is refused.
+
+    Returns:
+        ``float(value)``.
+
+    Examples:
+        >>> check_number("beta", 0.7, minimum=0, exclusive_minimum=True)
+        0.7
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    low_ok = minimum is None or (value > minimum if exclusive_minimum else value >= minimum)
+    if not low_ok or (maximum is not None and value > maximum):
+        low = "" if minimum is None else f"{'>' if exclusive_minimum else '>='} {minimum:g}"
+        high = "" if maximum is None else f"<= {maximum:g}"
+        bounds = " and ".join(p for p in (low, high) if p)
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+    return value
+
+
+def preset_of(estimator: Any) -> str | None:
+    """The preset named by ``estimator.preset`` (``None`` without estimator or preset)."""
+    name = getattr(estimator, "preset", None)
+    if name is not None and name not in PRESETS:
+        raise ValueError(
+            f"{type(estimator).__name__}.preset must be one of {sorted(PRESETS)} or None, "
+            f"got {name!r}"
+        )
+    return name
+
+
+def resolve(
+    estimator: Any = None,
+    alpha: float | None = None,
+    beta: float | None = None,
+    temperature: float | None = None,
+    *,
+    preset: str | None = None,
+) -> Settings:
+    """Fill the unset settings from the estimator's preset (or ``preset``), then check them.
+
+    Args:
+        estimator: a :class:`~soft_infonce.WeightEstimator` (its ``preset``), or ``None``.
+        alpha: down-weighting strength; ``None``: the preset's.
+        beta: the uniform part; ``None``: the preset's.
+        temperature: softmax temperature of the similarity; ``None``: the preset's.
+        preset: a preset name that wins over the estimator's.
+
+    Returns:
+        ``Settings(alpha, beta, temperature)`` as checked floats (alpha >= 0, beta > 0, t > 0).
+
+    Examples:
+        >>> resolve(None, alpha=1.1, preset="bm25")
+        Settings(alpha=1.1, beta=0.5, temperature=1.0)
+    """
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    name = preset if preset is not None else preset_of(estimator)
+    defaults = PRESETS[name] if name is not None else DEFAULT
+    return Settings(
+        check_number("alpha", defaults[0] if alpha is None else alpha, minimum=0),
+        check_number(
+            "beta", defaults[1] if beta is None else beta, minimum=0, exclusive_minimum=True
+        ),
+        check_number(
+            "temperature",
+            defaults[2] if temperature is None else temperature,
+            minimum=0,
+            exclusive_minimum=True,
+        ),
+    )
