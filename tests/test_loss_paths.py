@@ -198,3 +198,21 @@ def test_cancellation_counts_rows_left_without_negatives(caplog):
     assert stats["q2c/cancelled"] == pytest.approx(float((weights == 0).sum()) / negatives)
     warned = [r for r in caplog.records if "cancelled every negative" in r.message]
     assert len(warned) == (1 if empty else 0)
+
+
+def test_a_self_guided_estimator_gets_the_losss_own_scores(monkeypatch):
+    from soft_infonce.estimators import SelfGuidedEstimator
+
+    q, c = embeddings(n=5, m=8)
+    loss_fn = SoftInfoNCELoss(estimator=SelfGuidedEstimator(), scale=4.0, symmetric=True)
+    assert loss_fn.temperature == 5.0  # its preset: the trained model's own scale
+    counter = SyncCounter(monkeypatch)
+    loss = loss_fn(q, c)  # no texts needed
+    loss.backward()
+    assert counter.calls == []
+    monkeypatch.undo()
+    scores = 4.0 * q.detach() @ c.detach().T
+    forward = SF.soft_infonce_loss(scores, SF.negative_weights(scores, 1.3, 0.7, 5.0))
+    codes_side = scores[:, :5].T
+    backward = SF.soft_infonce_loss(codes_side, SF.negative_weights(codes_side, 1.3, 0.7, 5.0))
+    assert loss.item() == pytest.approx(0.5 * (forward + backward).item(), abs=1e-6)

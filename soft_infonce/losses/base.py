@@ -204,7 +204,7 @@ class ContrastiveLoss(nn.Module):
         dtype = torch.promote_types(torch.promote_types(q.dtype, c.dtype), torch.float32)
         labels = torch.arange(n, device=q.device) + g.offset
         scores = self._scores(q.to(dtype), g.embeddings.to(dtype))  # (N, world * M)
-        sim = self._similarity(similarity, scores.shape, g)
+        sim = self._similarity(similarity, scores, g)
         self.last_statistics = {}
         self._direction = "q2c"
         loss = self.loss_from_scores(scores, sim, labels)
@@ -220,7 +220,8 @@ class ContrastiveLoss(nn.Module):
         raw = a @ b.T if self.score_fn is None else self.score_fn(a, b)
         return self.scale * raw
 
-    def _similarity(self, similarity, shape, g: GatheredCandidates) -> torch.Tensor | None:
+    def _similarity(self, similarity, scores, g: GatheredCandidates) -> torch.Tensor | None:
+        shape = scores.shape
         if similarity is not None:
             if tuple(similarity.shape) != tuple(shape):
                 raise ValueError(
@@ -228,6 +229,8 @@ class ContrastiveLoss(nn.Module):
                     f"candidates), got {tuple(similarity.shape)}"
                 )
             return similarity.detach()
+        if getattr(self.estimator, "uses_scores", False):  # e.g. SelfGuidedEstimator
+            return self.estimator.similarity_from_scores(scores.detach())
         if self.estimator is not None:
             if g.query_texts is None or g.code_texts is None:
                 raise ValueError(
@@ -252,6 +255,8 @@ class ContrastiveLoss(nn.Module):
         sim_t = None
         if sim is not None and not g.gathered:
             sim_t = sim[:, :n].T  # (N codes, N queries): relevance of query j to code i
+        elif sim is not None and getattr(self.estimator, "uses_scores", False):
+            sim_t = self.estimator.similarity_from_scores(scores.detach())
         elif sim is not None and self.estimator is not None:
             local = slice(g.offset, g.offset + n)
             paired = None if g.candidate_query_texts is None else g.candidate_query_texts[local]
