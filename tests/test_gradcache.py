@@ -249,3 +249,51 @@ def test_trainer_with_mini_batch_size_matches_the_plain_trainer(tmp_path) -> Non
     for name, value in plain.items():
         torch.testing.assert_close(cached[name], value, atol=1e-5, rtol=1e-5, msg=name)
     assert max((plain[k] - before[k]).abs().max().item() for k in plain) > 1e-3
+
+
+class PairedQueryOverlap(WeightEstimator):
+    """Word overlap of each query with the query paired with each candidate code."""
+
+    requires_candidate_queries = True
+
+    def similarity(self, queries, codes, candidate_queries=None):
+        def jaccard(a: str, b: str) -> float:
+            sa, sb = set(a.split()), set(b.split())
+            return len(sa & sb) / len(sa | sb)
+
+        return torch.tensor([[jaccard(q, p) for p in candidate_queries] for q in queries])
+
+
+def make_hard_batch(n: int = 6) -> dict:
+    """n rows, each with one hard negative: M = 2n candidates, positives first."""
+    negative = [(i + 3) % len(PAIRS) for i in range(n)]
+    pairs = [{"query": q, "code": c} for q, c in PAIRS[:n]]
+    extra = [{"query": PAIRS[j][0], "code": PAIRS[j][1]} for j in negative]
+    collate = BiEncoderCollator(TOKENIZER, 16, 24)
+    batch, more = collate(pairs), collate(extra)
+    for key in ("code_input_ids", "code_attention_mask"):
+        width = max(batch[key].shape[1], more[key].shape[1])
+        pad = [torch.nn.functional.pad(t[key], (0, width - t[key].shape[1])) for t in (batch, more)]
+        batch[key] = torch.cat(pad)
+    batch["code_token_type_ids"] = torch.zeros_like(batch["code_input_ids"])
+    batch["codes"] = batch["codes"] + more["codes"]
+    batch["candidate_queries"] = batch["queries"] + more["queries"]
+    return batch
+
+
+def test_hard_negative_columns_match_the_uncached_step() -> None:
+    batch = make_hard_batch(6)
+    loss_fn = SoftInfoNCELoss(alpha=1.3, beta=0.7, temperature=0.1, estimator=PairedQueryOverlap())
+    model = make_model(dropout=0.0)
+    tensors = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    q, c = model(**tensors)
+    assert c.shape[0] == 12
+    expected_loss = loss_fn.compute_loss_from_embeddings(q, c, batch)
+    expected_loss.backward()
+    expected = gradients(model)
+    loss = grad_cached_step(model, loss_fn, batch, mini_batch_size=4)  # chunks of 3 + 3 rows
+    torch.testing.assert_close(loss, expected_loss.detach(), atol=1e-5, rtol=1e-5)
+    actual = gradients(model)
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], atol=1e-5, rtol=1e-5, msg=name)
