@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture()
 def collator() -> types.ModuleType:
-    import soft_infonce.data.collator as module
+    import soft_infonce.modeling.layouts as module  # where tokenize_texts lives
 
     return module
 
