@@ -186,6 +186,20 @@ def test_invalid_json_names_the_file(tmp_path, tokenizer, name: str) -> None:
         BiEncoder.from_pretrained(tmp_path)
 
 
+def test_a_layout_object_overrides_the_saved_layout(tmp_path, tokenizer) -> None:
+    from soft_infonce.modeling import UniXcoderLayout
+
+    model = BiEncoder(tiny_bert(), tokenizer, pooling="cls")
+    model.save_pretrained(tmp_path)
+    loaded = BiEncoder.from_pretrained(tmp_path, input_layout=UniXcoderLayout())
+    assert isinstance(loaded.layout, UniXcoderLayout) and loaded.tokenizer is not None
+    assert loaded.tokenize(["sort"])["input_ids"][0, 1].item() == tokenizer.vocab["<encoder-only>"]
+    unknown = BertTokenizerFast({"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "sort": 4})
+    model = BiEncoder(tiny_bert(), unknown, input_layout="unixcoder")
+    with pytest.raises(ValueError, match="needs the token '<encoder-only>'"):
+        model.save_pretrained(tmp_path / "unknown")
+
+
 def test_a_folder_without_config_says_how_to_save(tmp_path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match="without it: save with BiEncoder.save_pretrained"):

@@ -156,6 +156,9 @@ class BiEncoder(nn.Module):
         if unknown:
             raise ValueError(f"overrides must be among {list(SETTINGS)}, got {unknown!r}")
         encoder, tokenizer, settings = load_parts(path, local_files_only=local_files_only)
+        if isinstance(overrides.get("input_layout"), InputLayout):  # it holds its own settings
+            settings.pop("language", None)
+            settings.pop("data_flow_length", None)
         settings.update(overrides)
         return cls(encoder, tokenizer, **settings)
 

@@ -111,6 +111,12 @@ def _tokenizer_to_save(model: BiEncoder) -> Any:
         return tokenizer
     from tokenizers import AddedToken
 
+    token_id = tokenizer.convert_tokens_to_ids(ENCODER_ONLY)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise ValueError(
+            f"input_layout={model.input_layout!r} needs the token {ENCODER_ONLY!r} in the "
+            f"tokenizer's vocabulary, got the unknown-token id {token_id!r}"
+        )
     tokenizer = copy.deepcopy(tokenizer)
     token = AddedToken(ENCODER_ONLY, special=True, normalized=False)
     tokenizer.add_tokens([token], special_tokens=True)
