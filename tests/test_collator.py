@@ -241,3 +241,43 @@ def test_collator_takes_a_layout_object_and_for_model_uses_the_models(tokenizer)
         BiEncoderCollator.for_model(object(), 6, 6)
     with pytest.raises(ValueError, match="tokenizer must be given"):
         BiEncoderCollator(None)
+
+
+def test_graphcodebert_model_batches_hard_negatives_through_its_layout():
+    pytest.importorskip("tree_sitter_python")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
+
+    from soft_infonce.modeling import BiEncoder
+
+    words = ["<s>", "<pad>", "</s>", "<unk>", "@", *"def f g ( a ) : b = + 1 return".split()]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    graph_tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, cls_token="<s>", pad_token="<pad>", sep_token="</s>",
+        unk_token="<unk>",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    encoder = RobertaModel(RobertaConfig(
+        vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=20, max_position_embeddings=40, pad_token_id=1,
+    )).eval()  # fmt: skip
+    model = BiEncoder(encoder, graph_tokenizer, pooling="mean", input_layout="graphcodebert",
+                      language="python", data_flow_length=4)  # fmt: skip
+    rows = [
+        {"query": "f", "code": "def f(a):\n    return a", "negatives": ["def g(b):\n    return b"],
+         "negative_queries": ["g"]},
+        {"query": "g", "code": "def g(a):\n    b = a + 1\n    return b",
+         "negatives": ["def f(a):\n    return 1"], "negative_queries": ["f"]},
+    ]  # fmt: skip
+    batch = BiEncoderCollator.for_model(model, 8, 12)(rows)
+    assert batch["code_position_idx"].shape == (4, 12 + 4)  # M = 2 * (1 + 1) codes
+    assert batch["code_attention_mask"].shape == (4, 16, 16)
+    # Data-flow nodes: a, a in the first code; a, b, a (+ 1, b cut: 13 tokens over the 10 left)
+    assert (batch["code_position_idx"] == 0).sum(1).tolist()[:2] == [2, 3]
+    assert batch["codes"][2:] == [rows[0]["negatives"][0], rows[1]["negatives"][0]]
+    with torch.no_grad():
+        queries, codes = model(**{k: v for k, v in batch.items() if isinstance(v, torch.Tensor)})
+    assert queries.shape == (2, 16) and codes.shape == (4, 16)
+    again = model.encode_texts(batch["codes"], side="code", max_length=12)
+    torch.testing.assert_close(codes, again, atol=1e-5, rtol=1e-5)
