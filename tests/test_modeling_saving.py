@@ -200,6 +200,23 @@ def test_a_layout_object_overrides_the_saved_layout(tmp_path, tokenizer) -> None
         model.save_pretrained(tmp_path / "unknown")
 
 
+def test_the_saved_weights_load_into_a_bi_encoder_state_dict(tmp_path, tokenizer) -> None:
+    from safetensors.torch import load_file
+
+    trained = BiEncoder(tiny_bert(), tokenizer, pooling="cls")
+    with torch.no_grad():
+        trained.encoder.embeddings.word_embeddings.weight.mul_(2.0)  # differ from a fresh one
+    trained.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    assert not any(key.startswith("encoder.embeddings") for key in state)  # the encoder's keys
+    for strict in (True, False):  # transformers.Trainer loads best/resumed weights non-strictly
+        fresh = BiEncoder(tiny_bert(), tokenizer, pooling="cls")
+        result = fresh.load_state_dict(dict(state), strict=strict)
+        assert not result.missing_keys and not result.unexpected_keys
+        torch.testing.assert_close(fresh.encode_texts(TEXTS), trained.encode_texts(TEXTS))
+    fresh.load_state_dict(trained.state_dict())  # the module's own keys still load
+
+
 def test_a_folder_without_config_says_how_to_save(tmp_path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match="without it: save with BiEncoder.save_pretrained"):

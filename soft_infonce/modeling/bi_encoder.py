@@ -86,6 +86,7 @@ class BiEncoder(nn.Module):
             input_layout, tokenizer, language=language, data_flow_length=data_flow_length
         )
         self.encoder = encoder
+        self.register_load_state_dict_pre_hook(_accept_encoder_state_dict)
         self.pooling = pooling
         self.normalize = normalize
         self.scale = float(scale)
@@ -355,6 +356,27 @@ class BiEncoder(nn.Module):
         result = torch.empty(len(texts), chunks[0].shape[1])
         result[torch.tensor(order)] = torch.cat(chunks)
         return result
+
+
+def _accept_encoder_state_dict(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
+) -> None:
+    """Let ``load_state_dict`` take the encoder's own keys (a saved folder's safetensors).
+
+    ``save_pretrained`` writes the encoder's weights without the ``encoder.`` prefix (so that
+    transformers and sentence-transformers load them); ``transformers.Trainer`` loads the best
+    checkpoint and resumes with ``model.load_state_dict`` (not strict). Keys are prefixed when
+    none is one of the module's own and some are the encoder's.
+    """
+    mine = [key for key in state_dict if key.startswith(prefix)]
+    own = module.state_dict(keep_vars=True).keys()
+    if any(key[len(prefix) :] in own for key in mine):
+        return
+    encoder_keys = module.encoder.state_dict(keep_vars=True).keys()
+    if not any(key[len(prefix) :] in encoder_keys for key in mine):
+        return
+    for key in mine:
+        state_dict[f"{prefix}encoder.{key[len(prefix) :]}"] = state_dict.pop(key)
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
