@@ -8,8 +8,11 @@ RoBERTa encoder on them:
 
 * :func:`extract_dataflow`: code -> tokens and :class:`DataflowEdge` nodes;
 * :class:`GraphCodeBERTFeaturizer`: a batch of code -> ``code_input_ids``,
-  ``code_position_idx``, ``code_attention_mask`` (for the collator's ``code_featurizer``);
+  ``code_position_idx``, ``code_attention_mask``;
 * :func:`graphcodebert_encode`: encoder + those tensors -> last hidden states.
+
+:class:`soft_infonce.modeling.GraphCodeBERTLayout` puts the two together for the model and the
+collator (``BiEncoder(..., input_layout="graphcodebert", language=...)``).
 """
 
 from __future__ import annotations
