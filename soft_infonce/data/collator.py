@@ -7,7 +7,7 @@ the input layouts import torch only), so it never pulls in transformers or datas
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -143,7 +143,8 @@ class BiEncoderCollator:
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
-        return self.layout.tokenizer
+        """The layout's tokenizer."""
+        return cast("PreTrainedTokenizerBase", self.layout.tokenizer)
 
     @property
     def input_layout(self) -> str:

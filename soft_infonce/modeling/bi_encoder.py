@@ -372,7 +372,8 @@ def _accept_encoder_state_dict(
     own = module.state_dict(keep_vars=True).keys()
     if any(key[len(prefix) :] in own for key in mine):
         return
-    encoder_keys = module.encoder.state_dict(keep_vars=True).keys()
+    encoder: Any = module.encoder
+    encoder_keys = encoder.state_dict(keep_vars=True).keys()
     if not any(key[len(prefix) :] in encoder_keys for key in mine):
         return
     for key in mine:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 import torch
 from torch import Tensor
@@ -85,7 +85,7 @@ def _unixcoder_ids(
     rows = []
     for text in texts:
         tokens = tokenizer.tokenize(text)[: max_length - _UNIXCODER_SPECIALS]
-        rows.append(head + list(tokenizer.convert_tokens_to_ids(tokens)) + tail)
+        rows.append(head + cast(list[int], tokenizer.convert_tokens_to_ids(tokens)) + tail)
     width = max(len(row) for row in rows)
     input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -156,7 +156,7 @@ class InputLayout:
     sentence_transformers_exact: ClassVar[bool] = True
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
-        self.tokenizer = tokenizer
+        self.tokenizer: Any = tokenizer
 
     def __repr__(self) -> str:
         settings = {k: v for k, v in self.get_config_dict().items() if k != "input_layout"}
