@@ -6,6 +6,9 @@ pooling modes follow the reference code-search scripts: ``"pooler"`` is the enco
 ``"mean"`` the attention-masked mean of the last hidden states (UniXcoder, MiniLM). How texts
 become tensors, and how the encoder reads them, is the input layout's job
 (:mod:`soft_infonce.modeling.layouts`); the model holds one layout and never branches on it.
+
+Over 300 lines for one reason: this is the one public class users meet first, and most of the
+file is its docstrings (saving and loading live in ``saving.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layouts import SIDES, Encoded, InputLayout, make_layout
+from .saving import accept_encoder_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +90,7 @@ class BiEncoder(nn.Module):
             input_layout, tokenizer, language=language, data_flow_length=data_flow_length
         )
         self.encoder = encoder
-        self.register_load_state_dict_pre_hook(_accept_encoder_state_dict)
+        self.register_load_state_dict_pre_hook(accept_encoder_state_dict)
         self.pooling = pooling
         self.normalize = normalize
         self.scale = float(scale)
@@ -356,28 +360,6 @@ class BiEncoder(nn.Module):
         result = torch.empty(len(texts), chunks[0].shape[1])
         result[torch.tensor(order)] = torch.cat(chunks)
         return result
-
-
-def _accept_encoder_state_dict(
-    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
-) -> None:
-    """Let ``load_state_dict`` take the encoder's own keys (a saved folder's safetensors).
-
-    ``save_pretrained`` writes the encoder's weights without the ``encoder.`` prefix (so that
-    transformers and sentence-transformers load them); ``transformers.Trainer`` loads the best
-    checkpoint and resumes with ``model.load_state_dict`` (not strict). Keys are prefixed when
-    none is one of the module's own and some are the encoder's.
-    """
-    mine = [key for key in state_dict if key.startswith(prefix)]
-    own = module.state_dict(keep_vars=True).keys()
-    if any(key[len(prefix) :] in own for key in mine):
-        return
-    encoder: Any = module.encoder
-    encoder_keys = encoder.state_dict(keep_vars=True).keys()
-    if not any(key[len(prefix) :] in encoder_keys for key in mine):
-        return
-    for key in mine:
-        state_dict[f"{prefix}encoder.{key[len(prefix) :]}"] = state_dict.pop(key)
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:

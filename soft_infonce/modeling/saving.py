@@ -155,3 +155,25 @@ def save_folder(
         )
     write_model_card(model, path, card, sentence_transformers=written,
                      max_seq_length=max_seq_length)  # fmt: skip
+
+
+def accept_encoder_state_dict(
+    module: Any, state_dict: dict[str, Any], prefix: str, *args: Any
+) -> None:
+    """Let ``load_state_dict`` take the encoder's own keys (a saved folder's safetensors).
+
+    ``save_pretrained`` writes the encoder's weights without the ``encoder.`` prefix (so that
+    transformers and sentence-transformers load them); ``transformers.Trainer`` loads the best
+    checkpoint and resumes with ``model.load_state_dict`` (not strict). Keys are prefixed when
+    none is one of the module's own and some are the encoder's.
+    """
+    mine = [key for key in state_dict if key.startswith(prefix)]
+    own = module.state_dict(keep_vars=True).keys()
+    if any(key[len(prefix) :] in own for key in mine):
+        return
+    encoder: Any = module.encoder
+    encoder_keys = encoder.state_dict(keep_vars=True).keys()
+    if not any(key[len(prefix) :] in encoder_keys for key in mine):
+        return
+    for key in mine:
+        state_dict[f"{prefix}encoder.{key[len(prefix) :]}"] = state_dict.pop(key)
