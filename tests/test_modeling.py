@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture()
 def collator() -> types.ModuleType:
-    import soft_infonce.data.collator as module
+    import soft_infonce.modeling.layouts as module  # where tokenize_texts lives
 
     return module
 
@@ -253,3 +253,47 @@ def test_minilm_matches_sentence_transformers() -> None:
     ours = model.encode_texts(texts, max_length=256)
     theirs = st.SentenceTransformer(str(path), device="cpu").encode(texts, convert_to_tensor=True)
     torch.testing.assert_close(ours, theirs.cpu(), atol=1e-5, rtol=0.0)
+
+
+def test_a_layout_object_tokenizes_and_encodes_for_the_model(tokenizer: BertTokenizerFast) -> None:
+    from soft_infonce.modeling import PlainLayout
+
+    class SegmentB(PlainLayout):  # code read as segment B: the model needs no other change
+        name = "segment-b"
+
+        def encode(self, encoder, batch, side="query"):
+            if side == "code":
+                batch = {**batch, "token_type_ids": torch.ones_like(batch["input_ids"])}
+            return super().encode(encoder, batch, side)
+
+    encoder = tiny_bert(type_vocab_size=2)
+    model = BiEncoder(encoder, input_layout=SegmentB(tokenizer), pooling="cls")
+    assert model.tokenizer is tokenizer and model.input_layout == "segment-b"
+    codes = model.encode_texts(TEXTS[:3], side="code", max_length=12)
+    queries = model.encode_texts(TEXTS[:3], side="query", max_length=12)
+    batch = tokenizer(TEXTS[:3], padding=True, truncation=True, max_length=12, return_tensors="pt")
+    with torch.no_grad():
+        hidden = encoder(**batch).last_hidden_state[:, 0]  # token_type_ids all 0
+        batch["token_type_ids"] = torch.ones_like(batch["input_ids"])
+        segment_b = encoder(**batch).last_hidden_state[:, 0]
+    torch.testing.assert_close(queries, hidden, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(codes, segment_b, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="language and data_flow_length must be set on the layout"):
+        BiEncoder(encoder, input_layout=SegmentB(tokenizer), language="python")
+    with pytest.raises(ValueError, match="tokenizer must be the layout's own tokenizer"):
+        BiEncoder(encoder, BertTokenizerFast(tokenizer.vocab), input_layout=SegmentB(tokenizer))
+    with pytest.raises(ValueError, match="input_layout must be one of"):
+        BiEncoder(encoder, input_layout="roberta")
+
+
+def test_encode_texts_moves_inputs_never_the_model(monkeypatch, tokenizer) -> None:
+    model = BiEncoder(tiny_bert(), tokenizer)
+    expected = model.encode_texts(TEXTS[:2])
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("encode_texts moved the model")
+
+    monkeypatch.setattr(torch.nn.Module, "to", refuse)
+    torch.testing.assert_close(model.encode_texts(TEXTS[:2], device="cpu"), expected)
+    with pytest.raises(ValueError, match="never moves the model"):
+        model.encode_texts(TEXTS[:2], device="meta")

@@ -1,146 +1,115 @@
-"""Batch query-code pairs for a bi-encoder: tokenise both sides and keep the raw texts.
+"""Batch query-code rows for a bi-encoder: tokenise every side, keep the raw texts.
 
-This module imports torch only (the tokenizer is any Hugging Face tokenizer, duck-typed), so
-the model code can import :func:`tokenize_texts` without pulling in datasets.
+This module imports torch only (the tokenizer is any Hugging Face tokenizer, duck-typed, and
+the input layouts import torch only), so it never pulls in transformers or datasets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
+
+from soft_infonce.modeling.layouts import InputLayout, make_layout, tokenize_texts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-InputLayout = Literal["plain", "unixcoder"]
-_LAYOUTS = ("plain", "unixcoder")
-_ENCODER_ONLY = "<encoder-only>"
-_SPECIAL_PER_TEXT = 4  # [cls, <encoder-only>, sep] + tokens + [sep]
+__all__ = ["BiEncoderCollator", "tokenize_texts"]
+
+_TEXT_COLUMNS = ("query", "code", "negatives", "negative_queries")
 
 
-def _check_layout(input_layout: str) -> None:
-    if input_layout not in _LAYOUTS:
-        raise ValueError(f"input_layout must be one of {_LAYOUTS}, got {input_layout!r}")
-
-
-def _unixcoder_ids(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int
-) -> dict[str, torch.Tensor]:
-    mode_id = tokenizer.convert_tokens_to_ids(_ENCODER_ONLY)
-    if mode_id is None or mode_id == tokenizer.unk_token_id:
-        raise ValueError(
-            f"input_layout='unixcoder' needs the token {_ENCODER_ONLY!r} in the tokenizer's "
-            f"vocabulary (UniXcoder's has it), got the unknown-token id {mode_id!r}"
-        )
-    head = [tokenizer.cls_token_id, mode_id, tokenizer.sep_token_id]
-    tail = [tokenizer.sep_token_id]
-    if None in head or tokenizer.pad_token_id is None:
-        raise ValueError(
-            "input_layout='unixcoder' needs cls, sep and pad tokens, got "
-            f"cls={tokenizer.cls_token_id!r}, sep={tokenizer.sep_token_id!r}, "
-            f"pad={tokenizer.pad_token_id!r}"
-        )
-    rows = []
-    for text in texts:
-        tokens = tokenizer.tokenize(text)[: max_length - _SPECIAL_PER_TEXT]
-        rows.append(head + list(tokenizer.convert_tokens_to_ids(tokens)) + tail)
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        attention_mask[i, : len(row)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-
-def tokenize_texts(
-    tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str],
-    max_length: int,
-    input_layout: InputLayout = "plain",
-) -> dict[str, torch.Tensor]:
-    """Tokenises a batch of texts into padded ``input_ids`` and ``attention_mask``.
-
-    Args:
-        tokenizer: A Hugging Face tokenizer.
-        texts: The texts (at least one).
-        max_length: Most tokens per text, special tokens included.
-        input_layout: ``"plain"``: the tokenizer's own special tokens, truncated to
-            ``max_length`` and padded to the longest text. ``"unixcoder"``: UniXcoder's
-            code-search layout ``[cls] <encoder-only> [sep] tokens [sep]`` with at most
-            ``max_length - 4`` text tokens, padded with the pad id to the longest row.
-
-    Returns:
-        ``{"input_ids", "attention_mask"}``: LongTensors of shape (batch, longest row); the
-        mask is 1 on real tokens and 0 on padding.
-
-    Examples:
-        >>> batch = tokenize_texts(tokenizer, ["sort a list"], 32)  # doctest: +SKIP
-        >>> batch["input_ids"].shape  # doctest: +SKIP
-        torch.Size([1, 5])
-    """
-    _check_layout(input_layout)
-    if isinstance(texts, str) or not texts:
-        raise ValueError(f"texts must be a non-empty sequence of strings, got {texts!r}")
-    minimum = _SPECIAL_PER_TEXT if input_layout == "unixcoder" else 1
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < minimum:
-        raise ValueError(
-            f"max_length must be an int >= {minimum} for input_layout={input_layout!r}, "
-            f"got {max_length!r}"
-        )
-    if input_layout == "unixcoder":
-        return _unixcoder_ids(tokenizer, texts, max_length)
-    encoded = tokenizer(
-        list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt"
-    )
-    return {
-        "input_ids": encoded["input_ids"].long(),
-        "attention_mask": encoded["attention_mask"].long(),
-    }
+def _hard_negatives(features: list[dict[str, Any]]) -> tuple[list[list[str]], list[list[str]]]:
+    """Each row's ``negatives`` and ``negative_queries``, checked (same k for every row)."""
+    if not any("negatives" in feature for feature in features):
+        return [[] for _ in features], [[] for _ in features]
+    negatives, negative_queries = [], []
+    k = None
+    for i, feature in enumerate(features):
+        for key in ("negatives", "negative_queries"):
+            values = feature.get(key)
+            if not isinstance(values, (list, tuple)):
+                raise ValueError(
+                    f"features[{i}][{key!r}] must be a list of strings (every row of a batch "
+                    f"with hard negatives has 'negatives' and 'negative_queries'), got "
+                    f"{values!r:.80}"
+                )
+            bad = [j for j, value in enumerate(values) if not isinstance(value, str)]
+            if bad:
+                raise ValueError(
+                    f"features[{i}][{key!r}][{bad[0]}] must be a string, got {values[bad[0]]!r:.80}"
+                )
+        row, paired = list(feature["negatives"]), list(feature["negative_queries"])
+        if len(paired) != len(row):
+            raise ValueError(
+                f"features[{i}]['negative_queries'] must pair one query with each of its "
+                f"{len(row)} negatives, got {len(paired)}"
+            )
+        if k is None:
+            k = len(row)
+        elif len(row) != k:
+            raise ValueError(
+                f"features[{i}]['negatives'] must hold k={k} negatives like features[0], "
+                f"got {len(row)}"
+            )
+        negatives.append(row)
+        negative_queries.append(paired)
+    return negatives, negative_queries
 
 
 class BiEncoderCollator:
-    """Collates ``{"query", "code", ...}`` features into a bi-encoder batch.
+    """Collates ``{"query", "code"[, "negatives", "negative_queries"], ...}`` rows into a batch.
 
-    Both sides are tokenised with :func:`tokenize_texts`; the raw texts travel with the batch
+    Both sides are tokenised by the model's input layout; the raw texts travel with the batch
     because the weight estimators (BM25, SimCSE, trained model) score the texts themselves.
+    Rows with hard negatives (``negatives``: k codes, ``negative_queries``: the query paired
+    with each, the same k in every row) give ``M = N (1 + k)`` candidate codes in column-major
+    order: the N positives, then the first negative of every row, ..., then the k-th negative
+    of every row (sentence-transformers' order for (anchor, positive, negative_1..k) columns).
     Other columns whose values are all ``str`` or ``int`` are kept as lists under their own
     names; the rest are dropped.
 
     Args:
-        tokenizer: A Hugging Face tokenizer.
+        tokenizer: A Hugging Face tokenizer (``None`` when ``input_layout`` is a layout object
+            that holds one).
         max_query_length: Most tokens per query, special tokens included.
         max_code_length: Most tokens per code, special tokens included.
-        input_layout: ``"plain"`` or ``"unixcoder"`` (see :func:`tokenize_texts`).
-        code_featurizer: When given, builds the code side instead of the tokenizer:
-            ``code_featurizer(codes)`` returns a dict of tensors whose keys all start with
-            ``"code_"`` (e.g. GraphCodeBERT's data-flow inputs).
+        input_layout: ``"plain"``, ``"unixcoder"``, ``"graphcodebert"`` (needs a layout object
+            with its language) or an :class:`~soft_infonce.modeling.layouts.InputLayout`.
+        code_featurizer: Deprecated (use a layout): builds the code side instead of the
+            layout: ``code_featurizer(codes)`` returns a dict of tensors whose keys all start
+            with ``"code_"``.
 
     Inputs:
         features: a list of dicts, each with string ``"query"`` and ``"code"``.
 
     Returns (from ``__call__``):
-        ``query_input_ids``, ``query_attention_mask``, ``code_input_ids``,
-        ``code_attention_mask`` (LongTensors, (batch, length)), ``queries`` and ``codes``
-        (lists of the raw texts), plus the kept extra columns.
+        ``query_*`` tensors (N rows) and ``code_*`` tensors (M rows) from the layout
+        (``input_ids``, ``attention_mask``, ...); ``queries`` (N), ``codes`` (M) and
+        ``candidate_queries`` (M: the query paired with each candidate; ``queries`` when there
+        are no hard negatives): lists of raw texts; plus the kept extra columns.
 
     Examples:
-        >>> collator = BiEncoderCollator(tokenizer, 64, 128)  # doctest: +SKIP
+        >>> collator = BiEncoderCollator.for_model(model, 64, 128)  # doctest: +SKIP
         >>> batch = collator([{"query": "add two numbers", "code": "def add(a, b): ..."}])
     """
 
     def __init__(
         self,
-        tokenizer: PreTrainedTokenizerBase,
+        tokenizer: PreTrainedTokenizerBase | None = None,
         max_query_length: int = 128,
         max_code_length: int = 256,
-        input_layout: InputLayout = "plain",
+        input_layout: str | InputLayout = "plain",
         code_featurizer: Callable[[list[str]], dict[str, torch.Tensor]] | None = None,
     ) -> None:
-        _check_layout(input_layout)
-        minimum = _SPECIAL_PER_TEXT if input_layout == "unixcoder" else 1
+        self.layout = make_layout(input_layout, tokenizer)
+        if self.layout.tokenizer is None:
+            raise ValueError(
+                "tokenizer must be given (or held by the input_layout object), got None"
+            )
+        minimum = self.layout.min_length
         for name, value in (
             ("max_query_length", max_query_length),
             ("max_code_length", max_code_length),
@@ -149,15 +118,42 @@ class BiEncoderCollator:
                 raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
         if code_featurizer is not None and not callable(code_featurizer):
             raise ValueError(f"code_featurizer must be callable or None, got {code_featurizer!r}")
-        self.tokenizer = tokenizer
         self.max_query_length = max_query_length
         self.max_code_length = max_code_length
-        self.input_layout: InputLayout = input_layout
         self.code_featurizer = code_featurizer
+
+    @classmethod
+    def for_model(
+        cls, model: Any, max_query_length: int = 128, max_code_length: int = 256
+    ) -> BiEncoderCollator:
+        """The collator that tokenises as ``model`` (a :class:`~soft_infonce.BiEncoder`) reads.
+
+        Args:
+            model: A bi-encoder with a ``layout`` (a wrapped model is unwrapped via ``.module``).
+            max_query_length: Most tokens per query.
+            max_code_length: Most tokens per code.
+        """
+        inner = getattr(model, "module", model)
+        layout = getattr(inner, "layout", None)
+        if not isinstance(layout, InputLayout):
+            raise ValueError(
+                f"model must be a BiEncoder (with an input layout), got {type(model).__name__}"
+            )
+        return cls(None, max_query_length, max_code_length, input_layout=layout)
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The layout's tokenizer."""
+        return cast("PreTrainedTokenizerBase", self.layout.tokenizer)
+
+    @property
+    def input_layout(self) -> str:
+        """The layout's name."""
+        return self.layout.name
 
     def _code_features(self, codes: list[str]) -> dict[str, torch.Tensor]:
         if self.code_featurizer is None:
-            encoded = tokenize_texts(self.tokenizer, codes, self.max_code_length, self.input_layout)
+            encoded = self.layout.tokenize(codes, "code", self.max_code_length)
             return {f"code_{key}": value for key, value in encoded.items()}
         features = self.code_featurizer(codes)
         if not isinstance(features, dict) or not features:
@@ -168,8 +164,8 @@ class BiEncoderCollator:
         return features
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        if not features:
-            raise ValueError("features must be a non-empty list of dicts, got []")
+        if not isinstance(features, list) or not features:
+            raise ValueError(f"features must be a non-empty list of dicts, got {features!r:.80}")
         for i, feature in enumerate(features):
             for key in ("query", "code"):
                 if not isinstance(feature.get(key), str):
@@ -177,13 +173,19 @@ class BiEncoderCollator:
                         f"features[{i}][{key!r}] must be a string, got {feature.get(key)!r}"
                     )
         queries = [feature["query"] for feature in features]
+        negatives, negative_queries = _hard_negatives(features)
+        k = len(negatives[0])
+        # Column-major: the N positives, then negative j of every row for j = 1..k.
         codes = [feature["code"] for feature in features]
-        encoded = tokenize_texts(self.tokenizer, queries, self.max_query_length, self.input_layout)
+        codes += [row[j] for j in range(k) for row in negatives]
+        candidate_queries = queries + [row[j] for j in range(k) for row in negative_queries]
+        encoded = self.layout.tokenize(queries, "query", self.max_query_length)
         batch: dict[str, Any] = {f"query_{key}": value for key, value in encoded.items()}
         batch.update(self._code_features(codes))
         batch["queries"], batch["codes"] = queries, codes
+        batch["candidate_queries"] = candidate_queries
         for key in features[0]:
-            if key in ("query", "code") or key in batch:
+            if key in _TEXT_COLUMNS or key in batch:
                 continue
             values = [feature.get(key) for feature in features]
             if all(isinstance(v, str) for v in values) or all(isinstance(v, int) for v in values):

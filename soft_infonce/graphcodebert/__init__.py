@@ -8,11 +8,16 @@ RoBERTa encoder on them:
 
 * :func:`extract_dataflow`: code -> tokens and :class:`DataflowEdge` nodes;
 * :class:`GraphCodeBERTFeaturizer`: a batch of code -> ``code_input_ids``,
-  ``code_position_idx``, ``code_attention_mask`` (for the collator's ``code_featurizer``);
+  ``code_position_idx``, ``code_attention_mask``;
 * :func:`graphcodebert_encode`: encoder + those tensors -> last hidden states.
+
+:class:`GraphCodeBERTLayout` (``layout.py``) puts the two together for the model and the
+collator (``BiEncoder(..., input_layout="graphcodebert", language=...)``).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .dfg import DataflowEdge, extract_dataflow
 from .features import GraphCodeBERTFeaturizer
@@ -20,11 +25,23 @@ from .grammars import SUPPORTED_LANGUAGES
 from .model import graphcodebert_encode
 from .parsing import UnsupportedCode
 
+if TYPE_CHECKING:
+    from .layout import GraphCodeBERTLayout
+
 __all__ = [
     "SUPPORTED_LANGUAGES",
     "DataflowEdge",
+    "GraphCodeBERTLayout",
     "GraphCodeBERTFeaturizer",
     "UnsupportedCode",
     "extract_dataflow",
     "graphcodebert_encode",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GraphCodeBERTLayout":  # lazily: the layout imports soft_infonce.modeling
+        from .layout import GraphCodeBERTLayout
+
+        return GraphCodeBERTLayout
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

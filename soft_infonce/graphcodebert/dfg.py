@@ -15,10 +15,12 @@ tree is walked (branches, loops) is in ``walker.py``; which node types do what, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from .parsing import UnsupportedCode, get_grammar, parse_code
 from .walker import DataflowWalker
+
+Relation = Literal["comesFrom", "computedFrom"]
 
 MAX_ERROR_FRACTION = 0.5  # more tokens than this inside ERROR nodes -> UnsupportedCode
 
@@ -37,7 +39,7 @@ class DataflowEdge:
 
     name: str
     token_index: int
-    relation: Literal["comesFrom", "computedFrom"]
+    relation: Relation
     sources: list[str]
     source_indices: list[int]
 
@@ -82,9 +84,15 @@ def extract_dataflow(code: str, language: str) -> tuple[list[str], list[Dataflow
     tokens = parsed.tokens
     edges = []
     for index in sorted(linked & records.keys()):
-        relation, sources = records[index]
+        relation, sources = records[index]  # "comesFrom" or "computedFrom" (the walker's)
         ordered = sorted(sources)
         edges.append(
-            DataflowEdge(tokens[index], index, relation, [tokens[j] for j in ordered], ordered)
+            DataflowEdge(
+                tokens[index],
+                index,
+                cast(Relation, relation),
+                [tokens[j] for j in ordered],
+                ordered,
+            )  # fmt: skip
         )
     return tokens, edges

@@ -88,7 +88,7 @@ class GraphCodeBERTFeaturizer:
         self.code_length = code_length
         self.data_flow_length = data_flow_length
         self.pad_to_max_length = pad_to_max_length
-        self.special = special
+        self.special = {name: int(value) for name, value in special.items() if value is not None}
         # Subwords of "@" that prefix each token: "@ x" gives x its leading-space form (Ġx).
         self._backend = _plain_backend(tokenizer)
         self._prefix = len(self._encode(["@"])[0])

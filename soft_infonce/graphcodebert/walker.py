@@ -82,7 +82,7 @@ class DataflowWalker:
     def _read(self, node: Any) -> None:
         index = self._index(node)
         kind = None if index is None else self._kind(node, index)
-        if kind is None:
+        if kind is None or index is None:
             return
         name = self.parsed.tokens[index]
         if name in self.state:
@@ -212,7 +212,9 @@ class DataflowWalker:
     ) -> None:
         """Walk a loop (``body_of`` set) or a comprehension binding from its parts."""
         target_field, iterable_field = self.grammar.foreach.get(node.type, ("", ""))
-        targets, iterables, once, conditions, updates, rest = [], [], [], [], [], []
+        targets: list[Any] = []
+        iterables: list[Any] = []
+        once, conditions, updates, rest = [], [], [], []
         after_as = False
         for field, child in parts:
             if target_field == "after:as" and field is None and child.is_named:
