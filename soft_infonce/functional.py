@@ -72,12 +72,15 @@ def check_scores(scores: torch.Tensor, name: str = "scores") -> None:
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
 
 
-def default_labels(scores: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+def default_labels(
+    scores: torch.Tensor, labels: torch.Tensor | None = None, name: str = "labels"
+) -> torch.Tensor:
     """Return the positive column of each row: ``labels`` checked, or the diagonal ``0..N-1``.
 
     Args:
         scores: the ``[N, M]`` score matrix the labels index.
         labels: ``[N]`` integer columns, or ``None``.
+        name: the argument name used in error messages (``"positives"`` for the weights).
 
     Returns:
         ``[N]`` int64 positive columns on the device of ``scores``.
@@ -90,18 +93,18 @@ def default_labels(scores: torch.Tensor, labels: torch.Tensor | None = None) -> 
             labels = torch.as_tensor(labels)
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(
-                f"labels must be a tensor (or a list) of column indices, got "
+                f"{name} must be a tensor (or a list) of column indices, got "
                 f"{type(labels).__name__} {labels!r:.60}"
             ) from None
     if labels.dim() != 1 or labels.shape[0] != n:
         raise ValueError(
-            f"labels must have shape [{n}] (one positive column per row), got {tuple(labels.shape)}"
+            f"{name} must have shape [{n}] (one positive column per row), got {tuple(labels.shape)}"
         )
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be an integer tensor, got dtype {labels.dtype}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor, got dtype {labels.dtype}")
     if n and (labels.min() < 0 or labels.max() >= m):
         raise ValueError(
-            f"labels must lie in [0, {m - 1}] (columns of scores), got values from "
+            f"{name} must lie in [0, {m - 1}] (columns of scores), got values from "
             f"{labels.min().item()} to {labels.max().item()}"
         )
     return labels.to(device=scores.device, dtype=torch.long)
@@ -141,7 +144,7 @@ def negative_distribution(
     """
     check_scores(similarity, "similarity")
     _check_temperature(temperature)
-    mask = _positive_mask(similarity.shape, default_labels(similarity, positives))
+    mask = _positive_mask(similarity.shape, default_labels(similarity, positives, "positives"))
     return _softmax_over_negatives(similarity, temperature, mask)
 
 
@@ -191,6 +194,7 @@ def negative_weights(
     check_number(beta, "beta", low=0.0, low_open=True)
     check_scores(similarity, "similarity")
     _check_temperature(temperature)
+    mask = _positive_mask(similarity.shape, default_labels(similarity, positives, "positives"))
     num_negatives = similarity.shape[1] - 1
     # sum_k p_ik = 1 after the softmax, so Eq. 4's denominator is one number for every row.
     denominator = beta - alpha / num_negatives
@@ -200,7 +204,6 @@ def negative_weights(
             f"beta={beta!r}, alpha={alpha!r}, M - 1={num_negatives} negatives: use a larger "
             f"batch or a smaller alpha"
         )
-    mask = _positive_mask(similarity.shape, default_labels(similarity, positives))
     p = _softmax_over_negatives(similarity, temperature, mask)  # (N, M), 0 at positives
     weights = ((beta - alpha * p) / denominator).clamp_min(min_weight)
     return weights.masked_fill(mask, 1.0)
@@ -225,7 +228,7 @@ def unrecognised_positives(
         ``[N]`` bool, True where the positive is not recognised.
     """
     check_scores(similarity, "similarity")
-    labels = default_labels(similarity, positives)
+    labels = default_labels(similarity, positives, "positives")
     sim = similarity.detach().float()
     positive = sim.gather(1, labels[:, None]).squeeze(1)  # (N,)
     mask = _positive_mask(sim.shape, labels)
@@ -278,7 +281,7 @@ def cancellation_weights(
     if mode not in ("top_k", "threshold"):
         raise ValueError(f"mode must be 'top_k' or 'threshold', got {mode!r}")
     check_scores(similarity, "similarity")
-    labels = default_labels(similarity, positives)
+    labels = default_labels(similarity, positives, "positives")
     sim = similarity.detach().float()
     positive_mask = _positive_mask(sim.shape, labels)
     keep = torch.ones_like(sim)
@@ -458,12 +461,27 @@ def bce_soft_label_loss(
     labels = default_labels(scores, labels)
     q = negative_distribution(similarity, temperature, labels)  # (N, M)
     targets = q.masked_fill(_positive_mask(q.shape, labels), 1.0)
-    log_p = torch.log_softmax(_upcast(scores), dim=1)
-    # log(1 - p) computed stably as log(-expm1(log p)), floored like BCELoss at -100.
-    log_not_p = torch.log(-torch.expm1(log_p).clamp_max(-1e-38)).clamp_min(-100.0)
+    logits = _upcast(scores)  # (N, M)
+    log_p = torch.log_softmax(logits, dim=1)
+    log_not_p = _log_one_minus_softmax(logits, log_p).clamp_min(-100.0)  # floored like BCELoss
     log_p = log_p.clamp_min(-100.0)
     loss = -(targets * log_p + (1 - targets) * log_not_p).mean(dim=1)
     return _reduce(loss, reduction)
+
+
+def _log_one_minus_softmax(logits: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    """``log(1 - p_ij)`` of ``p = softmax(logits)`` without cancellation.
+
+    For every candidate but the row's largest, ``p_ij <= 1/2`` and ``log(-expm1(log p_ij))`` is
+    exact. For the largest, ``p`` may round to 1 (then ``log p = 0`` and that form is ``-inf``),
+    so it uses ``log sum_{k != j} e^{s_ik} - log sum_k e^{s_ik}`` instead.
+    """
+    top = logits.argmax(dim=1, keepdim=True)  # (N, 1)
+    is_top = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, top, True)  # (N, M)
+    lse = torch.logsumexp(logits, dim=1, keepdim=True)  # (N, 1)
+    rest = torch.logsumexp(logits.masked_fill(is_top, float("-inf")), dim=1, keepdim=True)
+    general = torch.log(-torch.expm1(log_p.masked_fill(is_top, -1.0)))  # (N, M), finite
+    return torch.where(is_top, rest - lse, general)
 
 
 def kl_regularized_infonce_loss(
