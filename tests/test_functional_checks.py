@@ -164,3 +164,24 @@ def test_list_labels_still_work():
     got = SF.soft_infonce_loss(scores, labels=[2, 0])
     want = -(torch.log_softmax(scores, 1)[0, 2] + torch.log_softmax(scores, 1)[1, 0]) / 2
     assert math.isclose(got.item(), want.item(), rel_tol=1e-6)
+
+
+def test_bce_log_one_minus_p_is_exact_for_a_dominant_negative():
+    # Row 0's negative scores 40 above the rest: p ~ 1 - 2e-17 rounds to 1 in float32, and
+    # log(1 - p) taken as log(-expm1(log p)) was log(1e-38) = -87.5 instead of log 2 - 40.
+    scores = torch.tensor([[0.0, 40.0, 0.0], [0.0, 1.0, 0.5], [0.3, 0.0, 2.0]])
+    sim = torch.zeros(3, 3)
+    got = SF.bce_soft_label_loss(scores, sim, reduction="none")
+    s = scores.double()
+    lse = torch.logsumexp(s, 1)
+    want = []
+    for i in range(3):
+        total = 0.0
+        for j in range(3):
+            log_p = s[i, j] - lse[i]
+            log_not_p = torch.logsumexp(s[i, [k for k in range(3) if k != j]], 0) - lse[i]
+            y = 1.0 if j == i else 0.5  # uniform similarity: q = 1/2 on each negative
+            total += y * max(log_p.item(), -100) + (1 - y) * max(log_not_p.item(), -100)
+        want.append(-total / 3)
+    assert torch.allclose(got.double(), torch.tensor(want, dtype=torch.float64), atol=1e-5)
+    assert math.isclose(got[0].item(), want[0], rel_tol=1e-6)
