@@ -156,7 +156,8 @@ def resume_point(args: Any, run: Run, n_runs: int) -> str | None:
         n_runs == 1 or Path(wanted).resolve().parent == run.output_dir.resolve()
     ):
         return str(wanted)
-    found = last_complete_checkpoint(run.output_dir, set_aside_incomplete=True)
+    # one process renames the incomplete ones; the others skip them the same way
+    found = last_complete_checkpoint(run.output_dir, set_aside_incomplete=args.process_index == 0)
     if found is None:
         logger.info("%s: no complete checkpoint, training from the start", run.output_dir)
     return None if found is None else str(found)
