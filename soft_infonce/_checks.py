@@ -64,7 +64,7 @@ def check_number(
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
         bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-        raise ValueError(f"{name} must lie in {bounds}, got {value!r}")
+        raise ValueError(f"{name} must be in {bounds}, got {value!r}")
     return int(value) if integer else float(value)
 
 

@@ -8,7 +8,8 @@ over queries and codes, so memory stays bounded for million-code bases and nothi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -91,8 +92,10 @@ def target_ranks(
     for name, value in (("chunk_size", chunk_size), ("query_chunk_size", query_chunk_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale must be a positive number, got {type(scale).__name__}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
     _check_cutoff(cutoff)
     for name, value in (
         ("query_embeddings", query_embeddings),
@@ -186,6 +189,8 @@ def retrieval_metrics(
         raise ValueError(f"ranks must hold integers, got dtype {ranks.dtype}")
     if int(ranks.min()) < 1:
         raise ValueError(f"ranks must be >= 1, got a minimum of {int(ranks.min())}")
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable):
+        raise TypeError(f"ks must be a sequence of positive ints, got {type(ks).__name__}")
     for k in ks:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"ks must hold positive ints, got {k!r} in {ks!r}")
@@ -264,6 +269,11 @@ def evaluate_retrieval(
     Returns:
         ``{"mrr", "recall@1", "recall@5", "recall@10", "num_queries"}``.
     """
+    for name, texts in (("queries", queries), ("codes", codes)):
+        if isinstance(texts, (str, bytes)) or not hasattr(texts, "__len__"):
+            raise TypeError(
+                f"{name} must be a sequence of texts (a list of str), got {type(texts).__name__}"
+            )
     if len(relevant) != len(queries):
         raise ValueError(
             f"relevant must have one code index per query ({len(queries)}), got {len(relevant)}"

@@ -297,3 +297,21 @@ def test_non_tensor_inputs_are_named() -> None:
         mean_reciprocal_rank([[1.0, 0.0]], [0])
     with pytest.raises(TypeError, match="ranks"):
         retrieval_metrics(["x"])
+
+
+def test_more_arguments_are_named() -> None:
+    q, c = torch.randn(2, 4), torch.randn(3, 4)
+    for scale in (math.inf, math.nan, -1.0):
+        with pytest.raises(ValueError, match="scale must be a positive finite number"):
+            target_ranks(q, c, [0, 1], scale=scale)
+    with pytest.raises(TypeError, match="scale"):
+        target_ranks(q, c, [0, 1], scale="20")
+    with pytest.raises(TypeError, match="ks must be a sequence"):
+        retrieval_metrics([1, 2], ks=None)
+    with pytest.raises(TypeError, match="ks must be a sequence"):
+        retrieval_metrics([1, 2], ks="15")
+    model = FakeModel({"a": [1.0, 0.0], "x": [1.0, 0.0]})
+    with pytest.raises(TypeError, match="queries must be a sequence of texts"):
+        evaluate_retrieval(model, "a", ["x"], [0])  # a str is not a list of one query
+    with pytest.raises(TypeError, match="codes must be a sequence of texts"):
+        evaluate_retrieval(model, ["a"], "x", [0])

@@ -165,3 +165,18 @@ def test_retrieval_set_refuses_blank_or_non_text_entries():
         L.RetrievalSet(["q"], [""], [0])
     with pytest.raises(TypeError, match=r"codes\[0\] must be a str, got int"):
         L.RetrievalSet(["q"], [3], [0])
+
+
+def test_path_arguments_of_the_wrong_kind_are_named(tmp_path):
+    from soft_infonce.data.cosqa import load_cosqa_retrieval
+
+    with pytest.raises(TypeError, match="data_dir must be a path"):
+        L.load_codesearchnet(None, "train")
+    with pytest.raises(TypeError, match="data_dir must be a path"):
+        L.load_codesearchnet_retrieval(3, "test")
+    with pytest.raises(TypeError, match="path must be a path"):
+        L.load_jsonl(["a.jsonl"])
+    with pytest.raises(TypeError, match="path must be a path"):
+        L.load_cosqa_pairs(None)
+    with pytest.raises(TypeError, match="code_map_path must be a path"):
+        load_cosqa_retrieval(tmp_path / "q.json", None)

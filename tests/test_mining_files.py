@@ -137,3 +137,29 @@ def test_a_plain_string_is_one_path_never_its_characters(tmp_path: Path):
         as_paths(b"/tmp")
     with pytest.raises(TypeError, match="int"):
         as_paths([tmp_path, 3])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"valid_fraction": "0.1"}, TypeError, "valid_fraction"),
+        ({"test_fraction": float("nan")}, ValueError, "test_fraction"),
+        ({"min_doc_tokens": 2.5}, TypeError, "min_doc_tokens"),
+        ({"max_files": True}, TypeError, "max_files"),
+        ({"max_code_tokens": 10.0}, TypeError, "max_code_tokens"),
+        ({"min_code_lines": -1}, ValueError, "min_code_lines"),
+    ],
+)
+def test_mining_arguments_of_the_wrong_kind_are_named(tmp_path: Path, kwargs, error, name):
+    (tmp_path / "good.py").write_text(GOOD, encoding="utf-8")
+    with pytest.raises(error, match=name):
+        mine_pairs(tmp_path, show_progress=False, **kwargs)
+
+
+def test_suffixes_as_one_string_is_one_ending(tmp_path: Path):
+    (tmp_path / "a.py").write_text(GOOD, encoding="utf-8")
+    (tmp_path / "b.p").write_text(GOOD, encoding="utf-8")  # ".p" is a substring of ".py"
+    skipped = Skipped()
+    names = [p.name for p in iter_source_files([tmp_path / "b.p"], ".py", skipped=skipped)]
+    assert names == [] and skipped.counts == {"not a source file": 1}
+    assert [p.name for p in iter_source_files(tmp_path, ".py")] == ["a.py"]

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .files import Skipped
+from .records import as_path, load_json, skip_blank, to_dataset, warn_skipped
 from .records import int_field as _int
-from .records import load_json, skip_blank, to_dataset, warn_skipped
 from .records import text_field as _text
 from .retrieval import RetrievalSet
 
@@ -30,7 +30,7 @@ def load_cosqa_pairs(
     Returns:
         A Dataset with columns ``query`` (``doc``), ``code`` and ``label``.
     """
-    path = Path(path)
+    path = as_path(path, "path")
     skipped = skipped if skipped is not None else Skipped()
     before = skipped.total
     records = load_json(path)
@@ -78,7 +78,7 @@ def load_cosqa_retrieval(
     """
     skipped = skipped if skipped is not None else Skipped()
     before = skipped.total
-    code_map_path = Path(code_map_path)
+    code_map_path = as_path(code_map_path, "code_map_path")
     code_map = load_json(code_map_path)
     if not isinstance(code_map, dict) or not code_map:
         raise ValueError(f"{code_map_path}: expected a non-empty JSON object {{code: index}}")
@@ -101,7 +101,7 @@ def load_cosqa_retrieval(
         codes.append(code)  # type: ignore[arg-type]
     warn_skipped(code_map_path, skipped, before)
     before = skipped.total
-    queries_path = Path(queries_path)
+    queries_path = as_path(queries_path, "queries_path")
     records = load_json(queries_path)
     if not isinstance(records, list) or not records:
         raise ValueError(f"{queries_path}: expected a non-empty JSON list of records")

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from .cosqa import load_cosqa_pairs, load_cosqa_retrieval
 from .files import Skipped
+from .records import as_path, iter_jsonl, skip_blank, to_dataset, warn_skipped
 from .records import field as _field
-from .records import iter_jsonl, skip_blank, to_dataset, warn_skipped
 from .records import text_field as _text
 from .retrieval import RetrievalSet, pairs_to_retrieval_set
 
@@ -93,7 +93,7 @@ def load_codesearchnet(
     _check_split(split, _SPLITS)
     skipped = skipped if skipped is not None else Skipped()
     before = skipped.total
-    path = Path(data_dir) / f"{split}.jsonl"
+    path = as_path(data_dir, "data_dir") / f"{split}.jsonl"
     columns: dict[str, list[Any]] = {"query": [], "code": [], "url": []}
     lines: list[int] = []
     for lineno, url, query, code in _csn_rows(path, use_tokens):
@@ -137,7 +137,7 @@ def load_codesearchnet_retrieval(
     _check_split(split, ("valid", "test"))
     skipped = skipped if skipped is not None else Skipped()
     before = skipped.total
-    data_dir = Path(data_dir)
+    data_dir = as_path(data_dir, "data_dir")
     codebase_path = data_dir / "codebase.jsonl"
     codes: list[str] = []
     index_of: dict[str, int | None] = {}  # None: the entry's code is blank
@@ -192,7 +192,7 @@ def load_code_text(
     Returns:
         A Dataset with columns ``query``, ``code`` and ``url``.
     """
-    path = Path(path)
+    path = as_path(path, "path")
     query_field, code_field = (
         ("docstring_tokens", "code_tokens") if use_tokens else ("docstring", "code")
     )
@@ -223,7 +223,7 @@ def load_jsonl(
     Examples:
         >>> pairs = load_jsonl("pairs.jsonl", "docstring", "function")  # doctest: +SKIP
     """
-    path = Path(path)
+    path = as_path(path, "path")
     for name, value in (("query_field", query_field), ("code_field", code_field)):
         if not isinstance(value, str):
             raise TypeError(f"{name} must be a str, got {type(value).__name__}")

@@ -42,6 +42,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
+from .._checks import check_number
 from .files import PRUNED_DIRS, TEST_DIRS, Skipped, SourceFileError, iter_source_files, read_source
 
 if TYPE_CHECKING:
@@ -151,23 +152,32 @@ def _summary(docstring: str) -> str:
 
 
 def _check_arguments(
-    valid_fraction: float, test_fraction: float, min_doc: int, max_doc: int, max_code: int | None
+    valid_fraction: float,
+    test_fraction: float,
+    min_doc: int,
+    max_doc: int,
+    max_code: int | None,
+    max_files: int | None,
+    min_code_lines: int,
 ) -> None:
     for name, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        check_number(value, name, low=0.0, high=1.0, high_open=True)
     if valid_fraction + test_fraction >= 1.0:
         raise ValueError(
             "valid_fraction + test_fraction must be below 1, "
             f"got {valid_fraction!r} + {test_fraction!r}"
         )
-    if not 1 <= min_doc <= max_doc:
+    check_number(min_doc, "min_doc_tokens", low=1, integer=True)
+    check_number(max_doc, "max_doc_tokens", low=1, integer=True)
+    if min_doc > max_doc:
         raise ValueError(
             f"min_doc_tokens and max_doc_tokens must satisfy 1 <= min <= max, "
             f"got {min_doc!r} and {max_doc!r}"
         )
-    if max_code is not None and max_code < 1:
-        raise ValueError(f"max_code_tokens must be None or >= 1, got {max_code!r}")
+    for name, value in (("max_code_tokens", max_code), ("max_files", max_files)):
+        if value is not None:
+            check_number(value, name, low=1, integer=True)
+    check_number(min_code_lines, "min_code_lines", low=0, integer=True)
 
 
 def mine_pairs(
@@ -213,9 +223,15 @@ def mine_pairs(
     import datasets
     from tqdm.auto import tqdm
 
-    _check_arguments(valid_fraction, test_fraction, min_doc_tokens, max_doc_tokens, max_code_tokens)
-    if max_files is not None and max_files < 1:
-        raise ValueError(f"max_files must be None or >= 1, got {max_files!r}")
+    _check_arguments(
+        valid_fraction,
+        test_fraction,
+        min_doc_tokens,
+        max_doc_tokens,
+        max_code_tokens,
+        max_files,
+        min_code_lines,
+    )
     started = time.perf_counter()
     skipped = Skipped()
     files = list(itertools.islice(iter_source_files(paths, skipped=skipped), max_files))

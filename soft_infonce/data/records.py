@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ logger = logging.getLogger("soft_infonce.data.loaders")
 
 __all__ = [
     "Skipped",
+    "as_path",
     "int_field",
     "is_blank",
     "iter_jsonl",
@@ -38,6 +40,13 @@ __all__ = [
     "to_dataset",
     "warn_skipped",
 ]
+
+
+def as_path(value: Any, name: str) -> Path:
+    """``value`` as a Path; anything but a str or os.PathLike is a TypeError naming ``name``."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__}")
+    return Path(value)
 
 
 def _decode_error(where: str, error: json.JSONDecodeError) -> ValueError:
