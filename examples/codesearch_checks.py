@@ -71,6 +71,36 @@ class Run:
         return iter((self.loss, self.estimator))
 
 
+def check_config_types(config: dict[str, Any], parser: Any, path: str) -> None:
+    """Values of the wrong kind in a config file, named with the file and the key (argparse
+    only converts string values; a float for an int field would pass unseen)."""
+    actions = {}
+    for action in parser._actions:
+        if action.type is not None:
+            actions.setdefault(action.dest, action)
+    for key, value in config.items():
+        action = actions.get(key)
+        if action is None or value is None:
+            continue
+        kind = getattr(action.type, "__name__", "")
+        if action.choices is not None:
+            choices = [str(getattr(c, "value", c)) for c in action.choices]
+            wrong = str(getattr(value, "value", value)) not in choices
+            expected = f"one of {choices}"
+        elif isinstance(value, str):
+            continue  # argparse converts and checks strings itself, naming the option
+        else:
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            wrong = (
+                (kind == "int" and (isinstance(value, bool) or not isinstance(value, int)))
+                or (kind == "float" and not numeric)
+                or (kind == "string_to_bool" and not isinstance(value, bool))
+            )
+            expected = "bool" if kind == "string_to_bool" else kind
+        if wrong:
+            raise SystemExit(f"{path}: {key!r} must be {expected}, got {value!r}")
+
+
 def parse_runs(spec: str, out_dir: str | os.PathLike[str] = ".") -> list[Run]:
     """The runs of ``--runs``, each checked: known loss and estimator, no run named twice."""
     from soft_infonce.trainer import ESTIMATORS, LOSSES

@@ -66,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # codesearch_checks be
 from codesearch_checks import (  # noqa: E402
     RESUME_LAST,
     bare_resume_flag,
+    check_config_types,
     check_sizes,
     default_model_path,
     finished_runs,
@@ -146,16 +147,16 @@ class CodeSearchTrainingArguments(SoftInfoNCETrainingArguments):
     per_device_eval_batch_size: int = field(default=64)
     learning_rate: float = field(default=2e-5)
     max_steps: int = field(default=60)
-    warmup_steps: int = field(default=6)
+    warmup_steps: float = field(default=6)
     eval_strategy: IntervalStrategy | str = field(default="steps")
-    eval_steps: int = field(default=20)
+    eval_steps: float = field(default=20)
     save_strategy: SaveStrategy | str = field(default="steps")
-    save_steps: int = field(default=20)
+    save_steps: float = field(default=20)
     save_total_limit: int = field(default=1)
     load_best_model_at_end: bool = field(default=True)
     metric_for_best_model: str = field(default="mrr")
     greater_is_better: bool = field(default=True)
-    logging_steps: int = field(default=5)
+    logging_steps: float = field(default=5)
     max_query_length: int = field(default=64)
     max_code_length: int = field(default=128)
 
@@ -171,6 +172,7 @@ def parse_args(
         unknown = sorted(set(config) - {action.dest for action in parser._actions})
         if unknown:
             raise SystemExit(f"{argv[0]}: keys the script does not know: {unknown}")
+        check_config_types(config, parser, argv[0])
         if config.get("resume_from_checkpoint") is True:
             config["resume_from_checkpoint"] = "auto"
         elif config.get("resume_from_checkpoint") is False:

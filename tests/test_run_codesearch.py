@@ -230,3 +230,27 @@ def test_invalid_json_in_a_config_file_names_the_file_and_line(script, tmp_path)
     config.write_text("[1, 2]")
     with pytest.raises(SystemExit, match="expected an object of settings, got list"):
         script.parse_args([str(config)])
+
+
+def test_config_values_of_the_wrong_kind_name_the_file_and_key(script, tmp_path, capsys):
+    config = tmp_path / "recipe.json"
+    for key, value, expected in [
+        ("max_steps", 1.5, "'max_steps' must be int, got 1.5"),
+        ("max_steps", True, "'max_steps' must be int, got True"),
+        ("normalize", 1, "'normalize' must be bool, got 1"),
+        ("learning_rate", [1], "'learning_rate' must be float, got [1]"),
+        ("eval_strategy", "sometimes", "'eval_strategy' must be one of ['no', 'steps', 'epoch']"),
+    ]:
+        config.write_text(json.dumps({key: value}))
+        with pytest.raises(SystemExit, match=re.escape(f"{config}: {expected}")):
+            script.parse_args([str(config)])
+    config.write_text(json.dumps({"learning_rate": "fast"}))  # a string: argparse converts it
+    with pytest.raises(SystemExit):
+        script.parse_args([str(config)])
+    assert "--learning_rate/--learning-rate: invalid float value: 'fast'" in capsys.readouterr().err
+
+
+def test_every_shipped_recipe_passes_the_checks(script):
+    for path in sorted((ROOT / "examples" / "configs").glob("*.json")):
+        model_args, data_args, args = script.parse_args([str(path)])
+        assert data_args.runs and args.output_dir.startswith("outputs/"), path
