@@ -163,3 +163,24 @@ def test_suffixes_as_one_string_is_one_ending(tmp_path: Path):
     names = [p.name for p in iter_source_files([tmp_path / "b.p"], ".py", skipped=skipped)]
     assert names == [] and skipped.counts == {"not a source file": 1}
     assert [p.name for p in iter_source_files(tmp_path, ".py")] == ["a.py"]
+
+
+def test_a_file_failing_during_extraction_is_counted_and_the_rest_mined(
+    tmp_path, monkeypatch, caplog
+):
+    from soft_infonce.data import mining
+
+    (tmp_path / "a.py").write_text(GOOD, encoding="utf-8")
+    (tmp_path / "b.py").write_text(GOOD.replace("work", "labour"), encoding="utf-8")
+    original = mining._code_without_docstring
+
+    def fragile(lines, node):
+        if node.name == "labour":
+            raise RecursionError("maximum recursion depth exceeded")
+        return original(lines, node)
+
+    monkeypatch.setattr(mining, "_code_without_docstring", fragile)
+    with caplog.at_level(logging.WARNING):
+        splits = mine_pairs(tmp_path, valid_fraction=0, test_fraction=0, show_progress=False)
+    assert splits["train"]["name"] == ["work"]
+    assert "1 not minable (RecursionError)" in caplog.text

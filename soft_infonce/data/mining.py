@@ -140,6 +140,29 @@ def _code_without_docstring(lines: list[str], node: _Function) -> str | None:
     return code
 
 
+def _file_pairs(
+    tree: ast.Module, lines: list[str], limits: tuple[int, int, int | None, int]
+) -> Iterator[tuple[str, str, str]]:
+    """(qualified name, query, code) of the functions of one module that pass the filters."""
+    min_doc_tokens, max_doc_tokens, max_code_tokens, min_code_lines = limits
+    for name, node in _functions(tree):
+        short = node.name
+        if (short.startswith("__") and short.endswith("__")) or "test" in short.lower():
+            continue
+        docstring = ast.get_docstring(node, clean=True)
+        if not docstring or _URL.search(docstring):
+            continue
+        query = _summary(docstring)
+        if not min_doc_tokens <= len(_WORD.findall(query)) <= max_doc_tokens:
+            continue
+        code = _code_without_docstring(lines, node)
+        if code is None or sum(1 for x in code.split("\n") if x.strip()) < min_code_lines:
+            continue
+        if max_code_tokens is not None and len(_TOKEN.findall(code)) > max_code_tokens:
+            continue
+        yield name, query, code
+
+
 def _summary(docstring: str) -> str:
     """The first paragraph, cut at its first doctest line (``>>>``), whitespace-normalised."""
     paragraph = _PARAGRAPH.split(docstring.strip(), maxsplit=1)[0]
@@ -237,26 +260,17 @@ def mine_pairs(
     files = list(itertools.islice(iter_source_files(paths, skipped=skipped), max_files))
     by_file: dict[str, list[dict[str, str]]] = {}
     seen_codes: set[str] = set()
+    limits = (min_doc_tokens, max_doc_tokens, max_code_tokens, min_code_lines)
     for path in tqdm(files, desc="mining", unit="file", disable=not show_progress):
         parsed = _read_module(path, skipped)
         if parsed is None:
             continue
-        tree, lines = parsed
-        for name, node in _functions(tree):
-            short = node.name
-            if (short.startswith("__") and short.endswith("__")) or "test" in short.lower():
-                continue
-            docstring = ast.get_docstring(node, clean=True)
-            if not docstring or _URL.search(docstring):
-                continue
-            query = _summary(docstring)
-            if not min_doc_tokens <= len(_WORD.findall(query)) <= max_doc_tokens:
-                continue
-            code = _code_without_docstring(lines, node)
-            if code is None or sum(1 for x in code.split("\n") if x.strip()) < min_code_lines:
-                continue
-            if max_code_tokens is not None and len(_TOKEN.findall(code)) > max_code_tokens:
-                continue
+        try:  # one pathological file is counted, never fatal
+            found = list(_file_pairs(*parsed, limits))
+        except (RecursionError, MemoryError, ValueError, IndexError, UnicodeError) as error:
+            skipped.add(f"not minable ({type(error).__name__})", path)
+            continue
+        for name, query, code in found:
             key = " ".join(code.split())
             if key in seen_codes:
                 continue
