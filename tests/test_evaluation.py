@@ -249,3 +249,69 @@ def test_evaluate_retrieval_with_minilm_matches_sentence_transformers_pipeline()
     assert ours["mrr"] == pytest.approx(sum(1 / r for r in ranks if r <= 10) / 30, abs=1e-9)
     assert ours["recall@1"] == pytest.approx(sum(r == 1 for r in ranks) / 30)
     assert 0.3 < ours["mrr"] < 1.0  # MiniLM is a real, imperfect retriever here
+
+
+# ----------------------------------------------------------------- precision (issue 12, 8)
+def test_target_ranks_upcasts_float16_so_large_scores_neither_overflow_nor_tie() -> None:
+    # Products of ~300 x ~300 over 4 dims reach ~3.6e5, past float16's 65504: in float16
+    # every code of the true code's sign overflows to inf and ties with it.
+    generator = torch.Generator().manual_seed(0)
+    queries = (torch.rand(16, 4, generator=generator) * 100 + 200).half()
+    codes = (torch.rand(200, 4, generator=generator) * 100 + 200).half()
+    targets = torch.randint(0, 200, (16,), generator=generator)
+    exact = queries.double() @ codes.double().T  # float16 values are exact in float64
+    want = brute_force_ranks(exact.tolist(), targets.tolist())
+    assert target_ranks(queries, codes, targets).tolist() == want
+    assert target_ranks(queries, codes, targets, chunk_size=7).tolist() == want
+    half_scores = queries @ codes.T  # what ranking in float16 would see
+    assert torch.isinf(half_scores).all()  # the old behaviour tied everything
+    assert max(want) < 200
+
+
+def test_target_ranks_float16_small_differences_are_not_rounded_into_ties() -> None:
+    # 2049 and 2048 + 2049 -> float16 sums round (spacing 2 above 2048); float32 keeps them apart
+    queries = torch.tensor([[1.0, 1.0]], dtype=torch.float16)
+    codes = torch.tensor([[2048.0, 1.0], [2048.0, 0.0], [2046.0, 0.0]], dtype=torch.float16)
+    assert (queries @ codes.T)[0, 0] == (queries @ codes.T)[0, 1]  # float16 rounds 2049 to 2048
+    assert target_ranks(queries, codes, [0]).tolist() == [1]
+    assert target_ranks(queries, codes, [1]).tolist() == [2]
+
+
+def test_target_ranks_keeps_float64() -> None:
+    # 1 + 1e-12 differs from 1 only in float64
+    queries = torch.tensor([[1.0]], dtype=torch.float64)
+    codes = torch.tensor([[1.0 + 1e-12], [1.0]], dtype=torch.float64)
+    assert target_ranks(queries, codes, [0]).tolist() == [1]
+    assert target_ranks(queries, codes, [1]).tolist() == [2]
+    assert target_ranks(queries.float(), codes.float(), [0]).tolist() == [2]  # float32 ties
+
+
+def test_non_tensor_inputs_are_named() -> None:
+    with pytest.raises(TypeError, match="query_embeddings must be a torch.Tensor, got list"):
+        target_ranks([[1.0, 0.0]], torch.randn(2, 2), [0])
+    with pytest.raises(TypeError, match="code_embeddings"):
+        target_ranks(torch.randn(1, 2), [[1.0, 0.0]], [0])
+    with pytest.raises(TypeError, match="targets"):
+        target_ranks(torch.randn(1, 2), torch.randn(2, 2), ["a"])
+    with pytest.raises(TypeError, match="scores must be a torch.Tensor"):
+        mean_reciprocal_rank([[1.0, 0.0]], [0])
+    with pytest.raises(TypeError, match="ranks"):
+        retrieval_metrics(["x"])
+
+
+def test_more_arguments_are_named() -> None:
+    q, c = torch.randn(2, 4), torch.randn(3, 4)
+    for scale in (math.inf, math.nan, -1.0):
+        with pytest.raises(ValueError, match="scale must be a positive finite number"):
+            target_ranks(q, c, [0, 1], scale=scale)
+    with pytest.raises(TypeError, match="scale"):
+        target_ranks(q, c, [0, 1], scale="20")
+    with pytest.raises(TypeError, match="ks must be a sequence"):
+        retrieval_metrics([1, 2], ks=None)
+    with pytest.raises(TypeError, match="ks must be a sequence"):
+        retrieval_metrics([1, 2], ks="15")
+    model = FakeModel({"a": [1.0, 0.0], "x": [1.0, 0.0]})
+    with pytest.raises(TypeError, match="queries must be a sequence of texts"):
+        evaluate_retrieval(model, "a", ["x"], [0])  # a str is not a list of one query
+    with pytest.raises(TypeError, match="codes must be a sequence of texts"):
+        evaluate_retrieval(model, ["a"], "x", [0])

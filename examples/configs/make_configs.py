@@ -128,8 +128,11 @@ def build_config(model: str, lang: str, run: str) -> dict[str, Any]:
         "normalize": False,
         "model_scale": 1.0,
         "input_layout": spec["input_layout"],
-        **({"language": lang, "data_flow_length": spec["data_flow_length"]}
-           if spec["input_layout"] == "graphcodebert" else {}),
+        **(
+            {"language": lang, "data_flow_length": spec["data_flow_length"]}
+            if spec["input_layout"] == "graphcodebert"
+            else {}
+        ),
         # DataArguments
         "data_dir": f"{DATA_ROOT}/{lang}",
         "runs": loss if estimator is None else f"{loss}:{estimator}",

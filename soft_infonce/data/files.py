@@ -106,7 +106,7 @@ def _regular(path: Path) -> os.stat_result | None:
 
 def iter_source_files(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-    suffixes: tuple[str, ...] = (".py",),
+    suffixes: str | tuple[str, ...] = (".py",),
     *,
     skip_tests: bool = True,
     skipped: Skipped | None = None,
@@ -121,13 +121,19 @@ def iter_source_files(
 
     Args:
         paths: files and/or folders; a plain string is one path.
-        suffixes: file endings to keep, e.g. ``(".py",)`` or ``(".rb", ".go")``.
+        suffixes: file endings to keep, e.g. ``(".py",)`` or ``(".rb", ".go")``; a plain
+            string is one ending.
         skip_tests: leave out test files and folders (Python naming rules).
         skipped: counts of what was passed over, filled in place.
 
     Yields:
         The files.
     """
+    if isinstance(suffixes, str):
+        suffixes = (suffixes,)  # one ending, never its characters
+    suffixes = tuple(suffixes)
+    if not all(isinstance(s, str) for s in suffixes):
+        raise TypeError(f"suffixes must be file endings (str), got {suffixes!r:.80}")
     skipped = skipped if skipped is not None else Skipped()
     seen: set[Path] = set()
     for root in as_paths(paths):

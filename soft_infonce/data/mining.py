@@ -42,6 +42,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
+from .._checks import check_number
 from .files import PRUNED_DIRS, TEST_DIRS, Skipped, SourceFileError, iter_source_files, read_source
 
 if TYPE_CHECKING:
@@ -134,9 +135,32 @@ def _code_without_docstring(lines: list[str], node: _Function) -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     return code
+
+
+def _file_pairs(
+    tree: ast.Module, lines: list[str], limits: tuple[int, int, int | None, int]
+) -> Iterator[tuple[str, str, str]]:
+    """(qualified name, query, code) of the functions of one module that pass the filters."""
+    min_doc_tokens, max_doc_tokens, max_code_tokens, min_code_lines = limits
+    for name, node in _functions(tree):
+        short = node.name
+        if (short.startswith("__") and short.endswith("__")) or "test" in short.lower():
+            continue
+        docstring = ast.get_docstring(node, clean=True)
+        if not docstring or _URL.search(docstring):
+            continue
+        query = _summary(docstring)
+        if not min_doc_tokens <= len(_WORD.findall(query)) <= max_doc_tokens:
+            continue
+        code = _code_without_docstring(lines, node)
+        if code is None or sum(1 for x in code.split("\n") if x.strip()) < min_code_lines:
+            continue
+        if max_code_tokens is not None and len(_TOKEN.findall(code)) > max_code_tokens:
+            continue
+        yield name, query, code
 
 
 def _summary(docstring: str) -> str:
@@ -151,23 +175,32 @@ def _summary(docstring: str) -> str:
 
 
 def _check_arguments(
-    valid_fraction: float, test_fraction: float, min_doc: int, max_doc: int, max_code: int | None
+    valid_fraction: float,
+    test_fraction: float,
+    min_doc: int,
+    max_doc: int,
+    max_code: int | None,
+    max_files: int | None,
+    min_code_lines: int,
 ) -> None:
     for name, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        check_number(value, name, low=0.0, high=1.0, high_open=True)
     if valid_fraction + test_fraction >= 1.0:
         raise ValueError(
             "valid_fraction + test_fraction must be below 1, "
             f"got {valid_fraction!r} + {test_fraction!r}"
         )
-    if not 1 <= min_doc <= max_doc:
+    check_number(min_doc, "min_doc_tokens", low=1, integer=True)
+    check_number(max_doc, "max_doc_tokens", low=1, integer=True)
+    if min_doc > max_doc:
         raise ValueError(
             f"min_doc_tokens and max_doc_tokens must satisfy 1 <= min <= max, "
             f"got {min_doc!r} and {max_doc!r}"
         )
-    if max_code is not None and max_code < 1:
-        raise ValueError(f"max_code_tokens must be None or >= 1, got {max_code!r}")
+    for name, value in (("max_code_tokens", max_code), ("max_files", max_files)):
+        if value is not None:
+            check_number(value, name, low=1, integer=True)
+    check_number(min_code_lines, "min_code_lines", low=0, integer=True)
 
 
 def mine_pairs(
@@ -213,34 +246,31 @@ def mine_pairs(
     import datasets
     from tqdm.auto import tqdm
 
-    _check_arguments(valid_fraction, test_fraction, min_doc_tokens, max_doc_tokens, max_code_tokens)
-    if max_files is not None and max_files < 1:
-        raise ValueError(f"max_files must be None or >= 1, got {max_files!r}")
+    _check_arguments(
+        valid_fraction,
+        test_fraction,
+        min_doc_tokens,
+        max_doc_tokens,
+        max_code_tokens,
+        max_files,
+        min_code_lines,
+    )
     started = time.perf_counter()
     skipped = Skipped()
     files = list(itertools.islice(iter_source_files(paths, skipped=skipped), max_files))
     by_file: dict[str, list[dict[str, str]]] = {}
     seen_codes: set[str] = set()
+    limits = (min_doc_tokens, max_doc_tokens, max_code_tokens, min_code_lines)
     for path in tqdm(files, desc="mining", unit="file", disable=not show_progress):
         parsed = _read_module(path, skipped)
         if parsed is None:
             continue
-        tree, lines = parsed
-        for name, node in _functions(tree):
-            short = node.name
-            if (short.startswith("__") and short.endswith("__")) or "test" in short.lower():
-                continue
-            docstring = ast.get_docstring(node, clean=True)
-            if not docstring or _URL.search(docstring):
-                continue
-            query = _summary(docstring)
-            if not min_doc_tokens <= len(_WORD.findall(query)) <= max_doc_tokens:
-                continue
-            code = _code_without_docstring(lines, node)
-            if code is None or sum(1 for x in code.split("\n") if x.strip()) < min_code_lines:
-                continue
-            if max_code_tokens is not None and len(_TOKEN.findall(code)) > max_code_tokens:
-                continue
+        try:  # one pathological file is counted, never fatal
+            found = list(_file_pairs(*parsed, limits))
+        except (RecursionError, MemoryError, ValueError, IndexError, UnicodeError) as error:
+            skipped.add(f"not minable ({type(error).__name__})", path)
+            continue
+        for name, query, code in found:
             key = " ".join(code.split())
             if key in seen_codes:
                 continue

