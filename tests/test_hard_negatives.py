@@ -35,10 +35,9 @@ class FakeEncoder:
     """A 'BiEncoder' whose scores are set by hand: query i . code j = SCORES[i][j]."""
 
     def __init__(self, scores: list[list[float]], queries: list[str], codes: list[str]):
-        self.q = {text: torch.eye(len(queries))[i] for i, text in enumerate(queries)}
-        self.c = {
-            text: torch.tensor(scores, dtype=torch.float32)[:, j] for j, text in enumerate(codes)
-        }
+        eye, table = torch.eye(len(queries)), torch.tensor(scores, dtype=torch.float32)
+        self.q = {text: eye[i] for i, text in enumerate(queries)}
+        self.c = {text: table[:, j] for j, text in enumerate(codes)}
 
     def encode_texts(self, texts, side="query", **kwargs):
         table = self.q if side == "query" else self.c
@@ -133,6 +132,16 @@ def test_dense_filters_by_hand():
     # range_min skips the first survivors; range_max bounds the window
     skipped = mine_hard_negatives(pairs, k=1, method="dense", model=model, range_min=2)
     assert _negatives(skipped) == [[3], [0], [0], [0], [1]]
+
+
+def test_ties_are_broken_by_pool_order_even_across_the_window_edge():
+    flat = [[0.5] * 300 for _ in range(300)]  # argpartition picks arbitrary ties at this size
+    flat[3][206] = 0.9
+    pairs, model = _fake(flat)
+    mined = mine_hard_negatives(pairs, k=3, method="dense", model=model)
+    expected = [[j for j in range(300) if j != i][:3] for i in range(300)]
+    expected[3] = [206, 0, 1]
+    assert _negatives(mined) == expected
 
 
 def test_rows_left_short_by_the_filters_are_dropped_or_raise(caplog):
