@@ -1,4 +1,5 @@
-"""Data for code search: loaders (CodeSearchNet, CoSQA, JSON lines), mining, the collator.
+"""Data for code search: loaders (CodeSearchNet, CoSQA, JSON lines), mining of pairs and of
+hard negatives, the collator.
 
 Names are imported on first use (PEP 562), so ``from soft_infonce.data.collator import
 tokenize_texts`` never imports ``datasets``.
@@ -20,6 +21,7 @@ _LAZY = {
     "pairs_to_retrieval_set": "loaders",
     "default_corpus": "mining",
     "mine_pairs": "mining",
+    "mine_hard_negatives": "hard_negatives",
     "BiEncoderCollator": "collator",
     "tokenize_texts": "collator",
 }
@@ -34,6 +36,7 @@ __all__ = [
     "load_cosqa_pairs",
     "load_cosqa_retrieval",
     "load_jsonl",
+    "mine_hard_negatives",
     "mine_pairs",
     "pairs_to_retrieval_set",
     "tokenize_texts",
@@ -54,6 +57,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .collator import BiEncoderCollator, tokenize_texts
+    from .hard_negatives import mine_hard_negatives
     from .loaders import (
         RetrievalSet,
         load_code_text,
