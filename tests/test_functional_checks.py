@@ -185,3 +185,27 @@ def test_bce_log_one_minus_p_is_exact_for_a_dominant_negative():
         want.append(-total / 3)
     assert torch.allclose(got.double(), torch.tensor(want, dtype=torch.float64), atol=1e-5)
     assert math.isclose(got[0].item(), want[0], rel_tol=1e-6)
+
+
+def test_cancellation_loss_counts_and_warns_about_unrecognised_positives(caplog):
+    import logging
+
+    from soft_infonce import FalseNegativeCancellationLoss
+
+    # the same BM25-like rows as above: rows 0 and 2 have a positive scored like a stray negative
+    sim = torch.tensor(
+        [[0.0, 0.0, 2.0, 1.0], [0.5, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 4.0]]
+    )
+    loss_fn = FalseNegativeCancellationLoss(mode="threshold", ratio=0.9)
+    q, c = torch.randn(4, 8), torch.randn(4, 8)
+    loss = loss_fn(q, c, similarity=sim)
+    # every weight is 1 here, so the loss is InfoNCE on these rows
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(q @ c.T, torch.arange(4)))
+    with caplog.at_level(logging.WARNING):
+        stats = loss_fn.statistics()
+    assert stats["q2c/unrecognised_positives"] == 0.5
+    assert stats["q2c/rows_without_negatives"] == 0
+    assert "50.0% of rows" in caplog.text
+    top_k = FalseNegativeCancellationLoss(mode="top_k", k=1)
+    top_k(q, c, similarity=sim)
+    assert "q2c/unrecognised_positives" not in top_k.statistics()

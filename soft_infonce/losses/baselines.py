@@ -128,8 +128,10 @@ class FalseNegativeCancellationLoss(ContrastiveLoss):
     Soft-InfoNCE with weights 0 (dropped) or 1, i.e. ``log w = -inf``. See
     :func:`soft_infonce.functional.cancellation_weights`. ``last_statistics`` holds the
     share of negatives ``cancelled`` and the ``rows_without_negatives`` (rows whose every
-    negative was cancelled: they add no gradient); :meth:`statistics` warns once about such
-    rows.
+    negative was cancelled: they add no gradient) and, in threshold mode, the share of
+    ``unrecognised_positives`` (rows whose positive the estimator scores no higher than their
+    least similar negative: all their negatives are kept); :meth:`statistics` warns once
+    about either.
 
     Args:
         mode: ``"top_k"`` or ``"threshold"``.
@@ -167,15 +169,20 @@ class FalseNegativeCancellationLoss(ContrastiveLoss):
             raise ValueError(f"k must be >= 0, got {k!r}")
         self.mode, self.k = mode, int(k)
         self.ratio = check_number("ratio", ratio, minimum=0, maximum=1, exclusive_minimum=True)
-        self._warned_empty_rows = False
+        self._warned_empty_rows = self._warned_unrecognised = False
 
     def loss_from_scores(self, scores, similarity, labels):
         """InfoNCE without the cancelled negatives (weight 0); records what was cancelled."""
         weights = SF.cancellation_weights(similarity, self.mode, self.k, self.ratio, labels)
         weights = weights.to(scores.device)
-        self.record(
-            kernels.cancellation_statistics(weights, kernels.positive_mask(weights.shape, labels))
+        statistics = kernels.cancellation_statistics(
+            weights, kernels.positive_mask(weights.shape, labels)
         )
+        if self.mode == "threshold":
+            # rows kept whole because the estimator scores their positive like a stray negative
+            unrecognised = SF.unrecognised_positives(similarity, labels.to(similarity.device))
+            statistics["unrecognised_positives"] = unrecognised.float().mean().to(scores.device)
+        self.record(statistics)
         return kernels.soft_infonce(scores, weights, labels)
 
     def check_statistics(self, statistics: Mapping[str, float]) -> None:
@@ -189,6 +196,17 @@ class FalseNegativeCancellationLoss(ContrastiveLoss):
                 "scores 0, e.g. BM25 with no shared token) or use mode='top_k'.",
                 self.mode,
                 empty,
+            )
+        unrecognised = max(
+            (v for k, v in statistics.items() if k.endswith("unrecognised_positives")), default=0
+        )
+        if unrecognised > 0 and not self._warned_unrecognised:
+            self._warned_unrecognised = True
+            logger.warning(
+                "the estimator scores the positive of %.1f%% of rows no higher than their least "
+                "similar negative (e.g. BM25 with no shared token): threshold cancellation keeps "
+                "all negatives of those rows (plain InfoNCE there)",
+                100 * unrecognised,
             )
 
     def get_config_dict(self) -> dict[str, Any]:
