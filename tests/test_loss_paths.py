@@ -163,8 +163,10 @@ def test_lists_where_tensors_are_expected_raise_type_errors():
     q, c = embeddings(n=3)
     with pytest.raises(TypeError, match="query_embeddings must be a torch.Tensor"):
         InfoNCELoss()(q.tolist(), c)
-    with pytest.raises(TypeError, match="candidate_embeddings must be a"):
+    with pytest.raises(TypeError, match="code_embeddings must be a"):  # forward's own name
         InfoNCELoss()(q, c.tolist()[0][0])
+    with pytest.raises(TypeError, match="candidate_embeddings must be a"):  # the seam's
+        InfoNCELoss().compute_loss_from_embeddings(q, c.tolist()[0][0])
     with pytest.raises(TypeError, match="similarity must be a torch.Tensor"):
         SoftInfoNCELoss()(q, c, [[0.0] * 3] * 3)
 

@@ -315,10 +315,6 @@ def test_loss_modules_are_finite_with_gradients_or_name_the_argument(
     assert torch.isfinite(q.grad).all() and torch.isfinite(c.grad).all()
 
 
-@pytest.mark.xfail(
-    reason="losses/base.py (helper A) does not yet check that similarity is a tensor",
-    strict=False,
-)
 @pytest.mark.parametrize("name", sorted(set(module_cases()) - {"InfoNCELoss"}))
 def test_loss_modules_name_a_list_given_for_similarity(name):
     loss_fn = module_cases()[name]()

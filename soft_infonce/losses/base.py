@@ -22,7 +22,7 @@ from torch import nn
 from ..distributed import GatheredCandidates, gather_candidates, gather_with_grad
 from ..estimators.base import WeightEstimator
 from ..presets import PRESETS, check_number
-from .checks import candidate_matrix, check_flag, check_tensor, texts_of
+from .checks import candidate_matrix, check_candidates, check_flag, check_tensor, texts_of
 
 __all__ = ["CITATION", "PRESETS", "ContrastiveLoss"]
 
@@ -139,6 +139,10 @@ class ContrastiveLoss(nn.Module):
         Returns:
             The scalar loss (float32, or float64 for float64 embeddings).
         """
+        # the same checks the seam makes, with the names of this signature
+        check_candidates(
+            check_tensor("query_embeddings", query_embeddings), code_embeddings, "code_embeddings"
+        )
         texts = {"queries": queries, "codes": codes, "candidate_queries": candidate_queries}
         return self.compute_loss_from_embeddings(
             query_embeddings, code_embeddings, texts, similarity
@@ -166,24 +170,8 @@ class ContrastiveLoss(nn.Module):
             The scalar loss.
         """
         q = check_tensor("query_embeddings", query_embeddings)
-        n = q.shape[0]
-        c = check_tensor("candidate_embeddings", candidate_matrix(candidate_embeddings, n))
-        m = c.shape[0]
-        if q.shape[1] != c.shape[1]:
-            raise ValueError(
-                f"query_embeddings and candidate_embeddings must share the embedding size, got "
-                f"{q.shape[1]} and {c.shape[1]}"
-            )
-        if m < n:
-            raise ValueError(
-                "candidate_embeddings needs at least one code per query (the first N are the "
-                f"positives), got {n} queries and {m} codes"
-            )
-        if m < 2:
-            raise ValueError(
-                "a contrastive loss needs at least one negative: a batch of one query with one "
-                "code has none (use a batch size >= 2 or pass extra candidate codes)"
-            )
+        c = check_candidates(q, candidate_matrix(candidate_embeddings, q.shape[0]))
+        n, m = q.shape[0], c.shape[0]
         if similarity is not None and not isinstance(similarity, torch.Tensor):
             raise TypeError(f"similarity must be a torch.Tensor, got {type(similarity).__name__}")
         if self.validate or (self.validate is None and not (q.requires_grad or c.requires_grad)):

@@ -34,6 +34,30 @@ def check_tensor(name: str, x: Any) -> torch.Tensor:
     return x
 
 
+def check_candidates(
+    q: torch.Tensor, candidates: Any, name: str = "candidate_embeddings"
+) -> torch.Tensor:
+    """Check ``[M, H]`` candidates against ``[N, H]`` queries (shapes only: no host sync)."""
+    c = check_tensor(name, candidates)
+    n, m = q.shape[0], c.shape[0]
+    if q.shape[1] != c.shape[1]:
+        raise ValueError(
+            f"query_embeddings and {name} must share the embedding size, got "
+            f"{q.shape[1]} and {c.shape[1]}"
+        )
+    if m < n:
+        raise ValueError(
+            f"{name} needs at least one code per query (the first N are the positives), got "
+            f"{n} queries and {m} codes"
+        )
+    if m < 2:
+        raise ValueError(
+            "a contrastive loss needs at least one negative: a batch of one query with one "
+            "code has none (use a batch size >= 2 or pass extra candidate codes)"
+        )
+    return c
+
+
 def candidate_matrix(candidate_embeddings: Any, n: int) -> torch.Tensor:
     """A ``[M, H]`` tensor, or columns ``[N, H]`` (positive, negative_1, ...) concatenated."""
     if isinstance(candidate_embeddings, torch.Tensor):
