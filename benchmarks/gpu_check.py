@@ -29,8 +29,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,14 +40,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from gpu_check_launch import LAUNCH_RECIPES, launch  # noqa: E402
 from gpu_check_models import (  # noqa: E402
+    FAMILIES,
     GPU,
     MODELS,
     ROOT,
     TINY,
     Sizes,
-    minilm_path,
-    recipe,
     synthetic_pairs,
     write_codesearchnet,
 )
@@ -57,19 +55,16 @@ from gpu_check_steps import Group, Variant, run_group  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 LOSSES = ("infonce", "soft:uniform", "soft:bm25", "soft:simcse", "soft:trained")
-#: one recipe per family for the accelerate launches: every estimator is used once
-LAUNCH_RECIPES = {
-    "codebert": "soft_bm25",
-    "unixcoder": "soft_simcse",
-    "graphcodebert": "soft_trained",
-}
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto | cuda | cpu")
     p.add_argument("--tiny", action="store_true", help="tiny sizes (the default on CPU)")
-    p.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
+    p.add_argument(
+        "--models", default=None, help=f"subset of {','.join(MODELS)} (CPU default: no minilm)"
+    )
     p.add_argument("--losses", default=",".join(LOSSES), help=f"subset of {','.join(LOSSES)}")
     p.add_argument("--precisions", default=None, help="CUDA: bf16,fp16 (default); CPU: fp32 only")
     p.add_argument(
@@ -125,164 +120,69 @@ def device_info(device: torch.device) -> dict[str, Any]:
 
 def plan_groups(args: argparse.Namespace, device: torch.device, sizes: Sizes) -> list[Group]:
     """Groups in order of importance (bf16 first), so a budget cut drops the least useful."""
-    precisions = (args.precisions or ("bf16,fp16" if device.type == "cuda" else "fp32")).split(",")
-    losses = args.losses.split(",")
-    fp16_losses = (
-        losses
-        if args.fp16_losses == "all"
-        else [x for x in losses if x in args.fp16_losses.split(",")]
-    )
+    cuda = device.type == "cuda"
+    precisions = (args.precisions or ("bf16,fp16" if cuda else "fp32")).split(",")
+    default_models = ",".join(MODELS if cuda else FAMILIES)
+    models = [m for m in (default_models if args.models is None else args.models).split(",") if m]
+    losses = [x for x in args.losses.split(",") if x]
+    for name, given, allowed in (("--models", models, MODELS), ("--losses", losses, LOSSES),
+                                 ("--precisions", precisions, PRECISIONS)):  # fmt: skip
+        if set(given) - set(allowed):
+            raise SystemExit(
+                f"{name} must be among {allowed}, got {sorted(set(given) - set(allowed))}"
+            )
+    if "fp16" in precisions and not cuda:
+        raise SystemExit(
+            "--precisions fp16 needs CUDA (a grad scaler); on the CPU use fp32 or bf16"
+        )
+    if args.fp16_losses != "all":
+        fp16_losses = [x for x in losses if x in args.fp16_losses.split(",")]
+    else:
+        fp16_losses = losses
     minis = {"off": None, "on": sizes.mini_batch}
     groups = []
-    for k in [0] + ([args.hard_negatives] if args.hard_negatives else []):
-        for precision in precisions:
-            chosen = fp16_losses if precision == "fp16" else losses
+    for precision in precisions:
+        chosen = [Variant(*(x.split(":") + [""])[:2]) for x in
+                  (fp16_losses if precision == "fp16" else losses)]  # fmt: skip
+        for k in [0] + ([args.hard_negatives] if args.hard_negatives else []):
             for gc in args.gradcache.split(","):
-                for model in args.models.split(","):
-                    if model and chosen:
-                        groups.append(
-                            Group(
-                                model,
-                                precision,
-                                minis[gc],
-                                k,
-                                [Variant(*(x.split(":") + [""])[:2]) for x in chosen],
-                            )
-                        )
+                groups += [Group(m, precision, minis[gc], k, chosen) for m in models if chosen]
     return groups
 
 
-def launch(
-    family: str,
-    work: Path,
-    device: torch.device,
-    sizes: Sizes,
-    steps: int,
-    models: dict[str, str],
-    data_dir: Path,
-    timeout: float,
-) -> dict[str, Any]:
-    """``accelerate launch --num_processes 1 examples/run_codesearch.py <recipe> --max_steps N``."""
-    name = f"{family}_python_{LAUNCH_RECIPES[family]}"
-    config, out = recipe(family, LAUNCH_RECIPES[family]), work / f"launch-{family}"
-    q, c = sizes.lengths(family)
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which(
-        "accelerate"
-    )
-    head = (
-        [accelerate, "launch"]
-        if accelerate
-        else [sys.executable, "-m", "accelerate.commands.launch"]
-    )
-    options: dict[str, Any] = {
-        "--model_name_or_path": models[family],
-        "--allow_download": "false",
-        "--data_dir": data_dir,
-        "--output_dir": out,
-        "--max_steps": steps,
-        "--per_device_train_batch_size": sizes.batch,
-        "--per_device_eval_batch_size": 2 * sizes.batch,
-        "--eval_strategy": "steps",
-        "--eval_steps": steps,
-        "--save_strategy": "steps",
-        "--save_steps": steps,
-        "--logging_steps": 1,
-        "--dataloader_num_workers": 0,
-        "--disable_tqdm": "true",
-        "--max_query_length": q,
-        "--max_code_length": c,
-        "--report_to": "none",
-    }
-    if config.get("input_layout") == "graphcodebert":
-        options["--data_flow_length"] = sizes.data_flow_length or config["data_flow_length"]
-    if config.get("estimator") == "simcse":
-        options["--estimator_model"] = minilm_path()
-    elif config.get("estimator") == "trained":
-        options["--estimator_model"] = models[family]
-    if device.type == "cuda":
-        options["--bf16"] = "true"
-    precision = "bf16" if device.type == "cuda" else "no"
-    cmd = [*head, "--num_processes", "1", "--num_machines", "1", "--dynamo_backend", "no"]
-    cmd += [
-        "--mixed_precision",
-        precision,
-        "examples/run_codesearch.py",
-        f"examples/configs/{name}.json",
-    ]
-    cmd += [str(x) for item in options.items() for x in item]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    started = time.perf_counter()
-    try:
-        done = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-        )
-        rc, tail = done.returncode, (done.stdout + done.stderr)[-1500:]
-    except subprocess.TimeoutExpired as err:
-        rc, tail = None, f"timed out after {timeout:.0f} s: {str(err.stdout)[-500:]}"
-    shown = "accelerate launch " + " ".join(cmd[len(head) :])
-    result: dict[str, Any] = {
-        "recipe": name,
-        "command": shown,
-        "rc": rc,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    results = out / "results.json"
-    runs = json.loads(results.read_text())["runs"] if rc == 0 and results.is_file() else {}
-    trained = [r for n, r in runs.items() if n != "zero-shot"]
-    result["ok"] = bool(trained) and all(
-        r.get("train_loss") is not None and r["train_loss"] == r["train_loss"] for r in trained
-    )
-    result["test_mrr"] = {n: r["test"]["test"]["mrr"] for n, r in runs.items()}
-    if not result["ok"]:
-        result["tail"] = tail
-    return result
+_ROW = "{:<14}{:<5}{:<4}{:>2} {:<13}" + "{:>9}" * 5 + "{:>10}" * 2
+_HEAD = ("model", "prec", "gc", "K", "loss", "steps/s", "ratio", "peak MB", "step MB", "syncs",
+         "loss diff", "grad rel")  # fmt: skip
+
+
+def _cells(r: dict[str, Any]) -> tuple[str, ...]:
+    def mb(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
+
+    return (
+        r["model"], r["precision"], "on" if r["mini_batch_size"] else "off",
+        str(r["hard_negatives"]), r["loss"], f"{r['steps_per_s']:.2f}",
+        "-" if r["ratio_vs_infonce"] is None else f"{r['ratio_vs_infonce']:.3f}",
+        mb(r["peak_memory_mb"]), mb(r["step_memory_mb"]),
+        f"{r['host_syncs_train_step']:.0f}/{r['host_syncs_step']:.0f}",
+        f"{r['loss_abs_diff']:.1e}" + ("" if r["loss_ok"] else "!"),
+        f"{r['grad_rel_diff']:.1e}" + ("" if r["grad_ok"] else "!"),
+    )  # fmt: skip
 
 
 def print_table(report: dict[str, Any]) -> None:
-    cols = (
-        "model",
-        "prec",
-        "gc",
-        "K",
-        "loss",
-        "steps/s",
-        "ratio",
-        "peak MB",
-        "syncs",
-        "loss diff",
-        "grad rel",
-    )
-    print(("{:<14}{:<6}{:<4}{:>3} {:<14}" + "{:>9}" * 6).format(*cols))
+    """One row per configuration ("!" marks a failed check), then skips and launches."""
+    print(_ROW.format(*_HEAD))
     for r in report["configs"]:
         if "error" in r:
-            print(f"{r['model']:<14}{r['precision']:<6}  ERROR {r['loss']}: {r['error'][:80]}")
-            continue
-        flag = lambda ok: "" if ok else "!"  # noqa: E731
-        print(
-            ("{:<14}{:<6}{:<4}{:>3} {:<14}" + "{:>9}" * 6).format(
-                r["model"],
-                r["precision"],
-                "on" if r["mini_batch_size"] else "off",
-                r["hard_negatives"],
-                r["loss"],
-                f"{r['steps_per_s']:.2f}",
-                f"{r['ratio_vs_infonce']:.3f}" if r["ratio_vs_infonce"] else "-",
-                f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] is not None else "-",
-                f"{r['host_syncs_train_step']:.0f}/{r['host_syncs_step']:.0f}",
-                f"{r['loss_abs_diff']:.1e}{flag(r['loss_ok'])}",
-                f"{r['grad_rel_diff']:.1e}{flag(r['grad_ok'])}",
-            )
-        )
+            print(f"{r['model']:<14}{r['precision']:<5} ERROR {r['loss']}: {r['error'][:200]}")
+        else:
+            print(_ROW.format(*_cells(r)))
     for s in report["skipped"]:
         print(f"skipped: {s['what']}: {s['why']}")
     for r in report["launches"]:
-        print(
-            f"launch {r['recipe']}: {'ok' if r['ok'] else 'FAILED'} ({r['seconds']} s)"
-            + ("" if r["ok"] else f"\n{r.get('tail', '')}")
-        )
+        status = "ok" if r["ok"] else f"FAILED\n{r.get('tail', '')}"
+        print(f"launch {r['recipe']}: {r['seconds']} s, {status}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         from gpu_check_steps import Context
 
         context = Context(device, sizes, pairs, work, rounds, steps)
-        launch_reserve = 60.0 * len(LAUNCH_RECIPES) if do_launch else 0.0
+        launch_reserve = 40.0 * len(LAUNCH_RECIPES) if do_launch else 0.0
         for group in plan_groups(args, device, sizes):
             elapsed = time.perf_counter() - started
             if budget is not None and elapsed > budget - launch_reserve:

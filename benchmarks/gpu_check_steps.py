@@ -16,9 +16,9 @@ from gpu_check_models import Sizes, build_model, minilm_path, tiny_tokenizer, wi
 from transformers.trainer_callback import PrinterCallback
 
 #: |device loss - float32 CPU loss| <= atol + rtol * |CPU loss|, per precision
-LOSS_TOLERANCE = {"fp32": (1e-4, 1e-4), "bf16": (0.05, 0.03), "fp16": (0.01, 0.005)}
+LOSS_TOLERANCE = {"fp32": (1e-4, 1e-4), "bf16": (0.03, 0.02), "fp16": (0.01, 0.005)}
 #: max |cached - uncached gradient| / max |uncached gradient|, per precision
-GRAD_TOLERANCE = {"fp32": 1e-3, "bf16": 0.05, "fp16": 0.01}
+GRAD_TOLERANCE = {"fp32": 1e-4, "bf16": 0.05, "fp16": 0.01}
 
 
 @dataclass
@@ -271,9 +271,8 @@ def run_group(ctx: Context, group: Group) -> tuple[list[dict], list[dict]]:
             clock = StepClock(ctx.device)
             trainer = _trainer(ctx, group, variant, dataset, clock)
             note = _hard_negatives_missing(trainer, ctx.sizes.batch, group.hard_negatives)
-            if note:
-                skipped.append({"what": f"{group.name} {variant.name}", "why": note})
-                continue
+            if note:  # the same collator serves every variant: skip the group
+                return results, [{"what": group.name, "why": note}]
             _train(trainer, clock, 2)  # warm-up: allocations, kernels, caches
             trainers[variant.name] = (trainer, clock)
         except Exception as err:  # a broken configuration is reported, the others still run
