@@ -251,8 +251,8 @@ def _hard_negatives_missing(trainer: Any, batch_size: int, k: int) -> str | None
     if rows == batch_size * (1 + k):
         return None
     return (
-        f"the collator does not take hard negatives yet ({rows} candidate codes per batch, "
-        f"expected N(1+K) = {batch_size * (1 + k)})"
+        f"the trainer's batches hold no hard negatives yet ({rows} candidate codes per batch, "
+        f"expected N(1+K) = {batch_size * (1 + k)}): the collator drops the negatives columns"
     )
 
 
