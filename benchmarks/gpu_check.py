@@ -266,4 +266,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")  # one GPU: no DataParallel in the Trainer
     raise SystemExit(main())

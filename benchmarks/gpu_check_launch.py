@@ -70,9 +70,10 @@ def launch(
         options["--estimator_model"] = minilm_path()
     elif config.get("estimator") == "trained":
         options["--estimator_model"] = models[family]
-    if device.type == "cuda":
-        options["--bf16"] = "true"
-    precision = "bf16" if device.type == "cuda" else "no"
+    precision = "no"
+    if device.type == "cuda":  # bf16 where the GPU has it, else fp16 with a grad scaler
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        options[f"--{precision}"] = "true"
     cmd = [*head, "--num_processes", "1", "--num_machines", "1", "--dynamo_backend", "no"]
     cmd += [
         "--mixed_precision",

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,20 @@ def test_sync_counter_counts_tensor_to_python_conversions_and_restores() -> None
     assert not counter.active
     t.item()  # after stop: not counted
     assert counter.peek() == 2
+
+
+def test_cuda_sync_counter_counts_the_sync_debug_warnings(monkeypatch) -> None:
+    # torch.cuda.set_sync_debug_mode("warn") makes every synchronizing call warn with this text
+    modes: list[str] = []
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+    counter = HostSyncCounter(torch.device("cuda"))
+    counter.start()
+    warnings.warn("called a synchronizing CUDA operation", stacklevel=1)
+    warnings.warn("an unrelated warning", stacklevel=1)
+    warnings.warn("called a synchronizing CUDA operation", stacklevel=1)  # repeats count too
+    assert counter.peek() == 2
+    assert counter.stop() == 2
+    assert modes == ["warn", "default"] and not counter.active
 
 
 def test_hard_negative_rows_follow_the_shared_schema() -> None:
