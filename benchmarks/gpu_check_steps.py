@@ -121,7 +121,11 @@ def _trainer(ctx: Context, group: Group, variant: Variant, dataset: Any, clock: 
     from soft_infonce import SoftInfoNCETrainer, SoftInfoNCETrainingArguments
 
     q, c = ctx.sizes.lengths(group.model)
-    est_model = {"simcse": minilm_path(), "trained": ctx.saved_model(group.model)}
+    est_model = None  # the path the arguments name; the estimator object itself is passed
+    if variant.estimator == "simcse":
+        est_model = minilm_path()
+    elif variant.estimator == "trained":
+        est_model = ctx.saved_model(group.model)
     args = SoftInfoNCETrainingArguments(
         output_dir=str(ctx.work / "out" / group.name / variant.name.replace(":", "-")),
         per_device_train_batch_size=ctx.sizes.batch,
@@ -133,7 +137,7 @@ def _trainer(ctx: Context, group: Group, variant: Variant, dataset: Any, clock: 
         seed=0,
         loss=variant.loss,
         estimator=variant.estimator or "bm25",
-        estimator_model=est_model.get(variant.estimator),
+        estimator_model=est_model,
         mini_batch_size=group.mini_batch_size,
         max_query_length=q,
         max_code_length=c,

@@ -87,6 +87,25 @@ def test_cpu_smoke_run_writes_checked_json(tmp_path: Path, capsys) -> None:
     assert all("hard negatives" in s["why"] for s in notes)
 
 
+@pytest.mark.slow
+def test_accelerate_launch_of_a_recipe_on_a_random_model(tmp_path: Path) -> None:
+    from gpu_check_launch import launch
+    from gpu_check_models import TINY, write_codesearchnet
+    from gpu_check_steps import Context
+
+    pairs = synthetic_pairs(TINY.pairs)
+    context = Context(torch.device("cpu"), TINY, pairs, tmp_path, rounds=1, steps=1)
+    data = write_codesearchnet(tmp_path / "csn", pairs, n_eval=12)
+    models = {"codebert": context.saved_model("codebert")}
+    result = launch("codebert", tmp_path, torch.device("cpu"), TINY, 2, models, data, 300)
+    assert result["ok"] and result["rc"] == 0, result.get("tail")
+    assert result["command"].startswith("accelerate launch --num_processes 1 ")
+    assert "codebert_python_soft_bm25.json --model_name_or_path" in result["command"]
+    # 12 test queries among 24 codes: MRR lies in (0, 1] for the zero-shot and trained runs
+    assert set(result["test_mrr"]) == {"zero-shot", "soft:bm25"}
+    assert all(0 < mrr <= 1 for mrr in result["test_mrr"].values())
+
+
 def test_sync_counter_counts_tensor_to_python_conversions_and_restores() -> None:
     item, boolean = torch.Tensor.item, torch.Tensor.__bool__
     counter = HostSyncCounter(torch.device("cpu"))
