@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-_CONVERSIONS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__")
+# (``numpy()`` is left out: it refuses CUDA tensors, so it never syncs)
+_CONVERSIONS = ("item", "tolist", "__bool__", "__float__", "__int__")
 
 
 class HostSyncCounter:
