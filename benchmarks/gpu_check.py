@@ -51,7 +51,7 @@ from gpu_check_models import (  # noqa: E402
     synthetic_pairs,
     write_codesearchnet,
 )
-from gpu_check_steps import Group, Variant, run_group  # noqa: E402
+from gpu_check_steps import Context, Group, Variant, run_group  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 LOSSES = ("infonce", "soft:uniform", "soft:bm25", "soft:simcse", "soft:trained")
@@ -185,7 +185,14 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"launch {r['recipe']}: {r['seconds']} s, {status}")
 
 
+def _group_error(group: Group, err: Exception) -> dict[str, Any]:
+    return {"model": group.model, "precision": group.precision, "loss": "(group)",
+            "mini_batch_size": group.mini_batch_size, "hard_negatives": group.hard_negatives,
+            "error": f"{type(err).__name__}: {err}"}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the checks; write the JSON and print the table. Returns 0 when all passed."""
     args = parse_args(argv)
     started = time.perf_counter()
     cuda = torch.cuda.is_available() and args.device in ("auto", "cuda")
@@ -199,59 +206,44 @@ def main(argv: list[str] | None = None) -> int:
     do_launch = cuda if args.launch is None else args.launch
     if not cuda:
         torch.set_num_threads(1)  # tiny matrices: more threads only contend on a shared machine
-        print("No CUDA device: the CPU smoke run (tiny sizes, float32; GPU figures need a GPU).")
+        print("No CUDA device: the CPU smoke run (tiny sizes; GPU figures need a GPU).")
     else:
         print(f"CUDA: {torch.cuda.get_device_name(device)}")
-    report: dict[str, Any] = {
-        "device": device_info(device),
-        "sizes": vars(sizes),
-        "rounds": rounds,
-        "steps_per_round": steps,
-        "configs": [],
-        "skipped": [],
-        "launches": [],
-    }
+    report: dict[str, Any] = {"device": device_info(device), "sizes": vars(sizes),
+                              "rounds": rounds, "steps_per_round": steps, "configs": [],
+                              "skipped": [], "launches": []}  # fmt: skip
     pairs = synthetic_pairs(sizes.pairs)
     with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
-        work = Path(tmp)
-        from gpu_check_steps import Context
-
-        context = Context(device, sizes, pairs, work, rounds, steps)
-        launch_reserve = 40.0 * len(LAUNCH_RECIPES) if do_launch else 0.0
+        context = Context(device, sizes, pairs, Path(tmp), rounds, steps)
+        reserve = 40.0 * len(LAUNCH_RECIPES) if do_launch else 0.0
         for group in plan_groups(args, device, sizes):
             elapsed = time.perf_counter() - started
-            if budget is not None and elapsed > budget - launch_reserve:
-                report["skipped"].append(
-                    {"what": group.name, "why": f"time budget ({elapsed:.0f} s)"}
-                )
-                continue
-            if group.precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+            if budget is not None and elapsed > budget - reserve:
+                report["skipped"].append({"what": group.name, "why": f"budget ({elapsed:.0f} s)"})
+            elif group.precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
                 report["skipped"].append({"what": group.name, "why": "no bf16 on this GPU"})
-                continue
-            configs, skipped = run_group(context, group)
-            report["configs"] += configs
-            report["skipped"] += skipped
-            print(f"[{time.perf_counter() - started:6.1f} s] {group.name}: {len(configs)} configs")
+            else:
+                try:
+                    configs, skipped = run_group(context, group)
+                except Exception as err:  # keep the other groups and the JSON
+                    configs, skipped = [_group_error(group, err)], []
+                report["configs"] += configs
+                report["skipped"] += skipped
+                print(
+                    f"[{time.perf_counter() - started:6.1f} s] {group.name}: {len(configs)} configs"
+                )
         if do_launch:
-            steps_n = args.launch_steps or (10 if cuda and not args.tiny else 2)
-            data = write_codesearchnet(work / "csn", pairs, n_eval=min(64, len(pairs) // 4))
+            n = args.launch_steps or (10 if cuda and not args.tiny else 2)
+            data = write_codesearchnet(Path(tmp) / "csn", pairs, n_eval=min(64, len(pairs) // 4))
             models = {f: context.saved_model(f) for f in LAUNCH_RECIPES}
             for family in LAUNCH_RECIPES:
-                remaining = (
-                    600.0 if budget is None else budget + 20 - (time.perf_counter() - started)
-                )
-                report["launches"].append(
-                    launch(
-                        family,
-                        work,
-                        device,
-                        sizes,
-                        steps_n,
-                        models,
-                        data,
-                        timeout=max(remaining, 30.0),
-                    )
-                )
+                left = 600.0 if budget is None else budget + 20 - (time.perf_counter() - started)
+                args_ = (family, Path(tmp), device, sizes, n, models, data, max(left, 30.0))
+                try:
+                    report["launches"].append(launch(*args_))
+                except Exception as err:
+                    report["launches"].append({"recipe": family, "ok": False, "seconds": 0,
+                                               "tail": f"{type(err).__name__}: {err}"})  # fmt: skip
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     bad = [r for r in report["configs"] if "error" in r or not (r["loss_ok"] and r["grad_ok"])]
     report["all_checks_ok"] = not bad and all(r["ok"] for r in report["launches"])
