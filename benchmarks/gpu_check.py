@@ -209,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         print("No CUDA device: the CPU smoke run (tiny sizes; GPU figures need a GPU).")
     else:
         print(f"CUDA: {torch.cuda.get_device_name(device)}")
-    report: dict[str, Any] = {"device": device_info(device), "sizes": vars(sizes),
-                              "rounds": rounds, "steps_per_round": steps, "configs": [],
-                              "skipped": [], "launches": []}  # fmt: skip
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    report: dict[str, Any] = {"device": device_info(device), "options": options,
+                              "sizes": vars(sizes), "rounds": rounds, "steps_per_round": steps,
+                              "configs": [], "skipped": [], "launches": []}  # fmt: skip
     pairs = synthetic_pairs(sizes.pairs)
     with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
         context = Context(device, sizes, pairs, Path(tmp), rounds, steps)
