@@ -163,7 +163,13 @@ class WeightEstimator(abc.ABC):
             raise ValueError(f"{name}.similarity must return real scores, got {scores.dtype}")
         scores = scores.detach().to(torch.float32)
         finite = torch.isfinite(scores)
-        if not bool(finite.all()):
+        if scores.device.type != "cpu":
+            # on an accelerator a Python-side check would stall every training step on a host
+            # sync; a device-side assert stops the run at the next kernel instead, unsynced
+            torch._assert_async(
+                finite.all(), f"{name}.similarity returned non-finite scores (NaN or inf)"
+            )
+        elif not bool(finite.all()):
             raise ValueError(
                 f"{name}.similarity returned {int((~finite).sum())} non-finite "
                 f"scores (NaN or inf) out of {scores.numel()}"
