@@ -22,9 +22,9 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from .data.collator import BiEncoderCollator
 from .data.loaders import RetrievalSet, pairs_to_retrieval_set
 from .estimators.base import WeightEstimator
-from .evaluation import evaluate_retrieval
 from .gradcache import grad_cached_loss
 from .losses import ContrastiveLoss
+from .multiprocess import evaluate_retrieval_sharded, reduce_statistics
 from .training_args import (
     ESTIMATORS,
     LOSSES,
@@ -196,20 +196,27 @@ class SoftInfoNCETrainer(Trainer):
         self._statistics_steps += 1 if statistics else 0
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the weight statistics since the last log (mean; min and max over the steps)."""
+        """Add the weight statistics since the last log (mean; min and max over the steps),
+        averaged over the processes (min and max over them)."""
         if "loss" in logs and self._statistics:
             steps = max(1, self._statistics_steps)
+            # the mean over processes (min / max over them): every process logs, same keys
+            reduced = reduce_statistics(self._statistics)
             numbers = {
                 key: float(value) if key.endswith(("_min", "_max")) else float(value) / steps
-                for key, value in self._statistics.items()
+                for key, value in reduced.items()
             }
-            self.loss_fn.check_statistics(numbers)
+            if self.is_world_process_zero():
+                self.loss_fn.check_statistics(numbers)
             logs.update(numbers)
             self._statistics, self._statistics_steps = {}, 0
         super().log(logs, start_time)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-        """Retrieval MRR and recall@k of the validation queries among the validation codes."""
+        """Retrieval MRR and recall@k of the validation queries among the validation codes.
+
+        With several processes each encodes its share of the queries and codes and the
+        embeddings are gathered: every process gets the metrics of the whole set."""
         target = eval_dataset if eval_dataset is not None else self.eval_dataset
         if target is None:
             raise ValueError("evaluate needs an eval_dataset (validation pairs or RetrievalSet)")
@@ -218,7 +225,7 @@ class SoftInfoNCETrainer(Trainer):
         metrics: dict[str, float] = {}
         for name, rset in sets.items():
             prefix = f"{metric_key_prefix}_{name}_" if name else f"{metric_key_prefix}_"
-            result = evaluate_retrieval(
+            result = evaluate_retrieval_sharded(  # each process encodes 1 / world of the set
                 model,
                 rset.queries,
                 rset.codes,

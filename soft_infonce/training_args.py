@@ -23,6 +23,7 @@ from .losses import (
     SoftInfoNCELoss,
     WeightedInfoNCELoss,
 )
+from .multiprocess import check_launch
 from .presets import resolve
 
 __all__ = [
@@ -125,7 +126,8 @@ class SoftInfoNCETrainingArguments(TrainingArguments):
                 "max_query_length and max_code_length must be >= 4, got "
                 f"{self.max_query_length!r}, {self.max_code_length!r}"
             )
-        super().__post_init__()
+        super().__post_init__()  # sets up the devices and, under a launcher, the process group
+        check_launch(self.world_size)
 
 
 _PRESET_OF = {"bm25": "bm25", "simcse": "simcse", "trained": "trained", "uniform": None}

@@ -11,6 +11,7 @@ two is ``d(L_0 + L_1)/dtheta / 2 = dL/dtheta``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -282,6 +283,23 @@ def test_single_process_is_the_identity() -> None:
     g = gather_candidates(x, ["q"] * 3, ["c"] * 3, None)
     assert g.embeddings is x and g.offset == 0 and g.code_texts == ["c"] * 3
     assert g.query_texts == ["q"] * 3 and not g.gathered
+
+
+def test_gathering_in_one_process_warns_once(caplog) -> None:
+    """gather_across_devices=True without a process group gathers nothing: say so, once."""
+    inputs = batch(slice(0, LOCAL))
+    model = BagOfWords()
+    with caplog.at_level(logging.WARNING, logger="soft_infonce.losses.base"):
+        gathering = CASES["soft_query_code"](True)
+        losses = [step(model, gathering, inputs, None)[0] for _ in range(3)]
+    warnings = [r for r in caplog.records if "runs in a single process" in r.getMessage()]
+    assert len(warnings) == 1 and "SoftInfoNCELoss(gather_across_devices=True)" in caplog.text
+    alone = step(model, CASES["soft_query_code"](False), inputs, None)[0]
+    assert all(loss == alone for loss in losses)  # the same loss: nothing was gathered
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="soft_infonce.losses.base"):
+        step(model, CASES["soft_query_code"](False), inputs, None)
+    assert not caplog.records  # no warning without the setting
 
 
 # -- the Trainer under torchrun -------------------------------------------------------------

@@ -13,18 +13,21 @@ module's ``forward``, the trainer, gradient caching and the sentence-transformer
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..distributed import GatheredCandidates, gather_candidates, gather_with_grad
+from ..distributed import GatheredCandidates, gather_candidates, gather_with_grad, world_size
 from ..estimators.base import WeightEstimator
 from ..presets import PRESETS, check_number
 from .checks import candidate_matrix, check_candidates, check_flag, check_tensor, texts_of
 
 __all__ = ["CITATION", "PRESETS", "ContrastiveLoss"]
+
+logger = logging.getLogger(__name__)
 
 CITATION = """@inproceedings{li-etal-2023-rethinking,
     title = "Rethinking Negative Pairs in Code Search",
@@ -85,6 +88,7 @@ class ContrastiveLoss(nn.Module):
         self.score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
         self.last_statistics: dict[str, torch.Tensor] = {}
         self._direction = "q2c"
+        self._warned_single_process = False
 
     # -- the one method a subclass overrides -------------------------------------------------
     def loss_from_scores(
@@ -186,6 +190,15 @@ class ContrastiveLoss(nn.Module):
         if candidate_queries is None and queries is not None and m == n:
             candidate_queries = queries
         if self.gather_across_devices:
+            if not self._warned_single_process and world_size() == 1:
+                self._warned_single_process = True  # a Python check: no sync, once
+                logger.warning(
+                    "%s(gather_across_devices=True) runs in a single process (no initialised "
+                    "torch.distributed process group): there is nothing to gather and each "
+                    "query sees only its own batch's candidates. Launch several processes "
+                    "(docs/distributed.md) or set gather_across_devices=False.",
+                    type(self).__name__,
+                )
             g = gather_candidates(c, queries, codes, candidate_queries)
         else:
             g = GatheredCandidates.local(c, queries, codes, candidate_queries)
