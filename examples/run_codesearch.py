@@ -16,6 +16,11 @@ Reproduce a row of the paper's Table 1 on GPUs (CodeSearchNet in the GraphCodeBE
 
     accelerate launch examples/run_codesearch.py examples/configs/unixcoder_ruby_soft_bm25.json
 
+Several processes on CPU (gloo) need ``--use_cpu true``, else the launch is refused (see
+docs/distributed.md)::
+
+    torchrun --nproc_per_node 2 examples/run_codesearch.py --use_cpu true
+
 Any argument of ``SoftInfoNCETrainingArguments`` (and so ``transformers.TrainingArguments``)
 is accepted; ``--runs infonce,soft:bm25,soft:simcse,kl:bm25`` chooses the losses compared
 (``loss[:estimator]``). Every run spec, config key and path is checked before any work.
@@ -55,8 +60,8 @@ from transformers.trainer_utils import SaveStrategy  # noqa: E402
 import soft_infonce  # noqa: E402
 from soft_infonce import SoftInfoNCELoss  # noqa: E402
 from soft_infonce import data as D  # noqa: E402
-from soft_infonce.evaluation import evaluate_retrieval  # noqa: E402
 from soft_infonce.modeling import BiEncoder  # noqa: E402
+from soft_infonce.multiprocess import evaluate_retrieval_sharded  # noqa: E402
 from soft_infonce.trainer import (  # noqa: E402
     SoftInfoNCETrainer,
     SoftInfoNCETrainingArguments,
@@ -226,8 +231,9 @@ def load_data(
 
 
 def evaluate_all(model: BiEncoder, sets: dict, args: CodeSearchTrainingArguments) -> dict:
+    """Every test set; with several processes each encodes its share (call it on all)."""
     return {
-        name: evaluate_retrieval(
+        name: evaluate_retrieval_sharded(
             model,
             s.queries,
             s.codes,
@@ -235,7 +241,7 @@ def evaluate_all(model: BiEncoder, sets: dict, args: CodeSearchTrainingArguments
             batch_size=args.per_device_eval_batch_size,
             max_query_length=args.max_query_length,
             max_code_length=args.max_code_length,
-            show_progress=not args.disable_tqdm,
+            show_progress=not args.disable_tqdm and args.process_index == 0,
         )
         for name, s in sets.items()
     }
@@ -348,7 +354,9 @@ def main(argv: list[str] | None = None) -> None:
         best = run.output_dir / "best"
         if trainer.is_world_process_zero():
             trainer.model.save_pretrained(best)
-        sampled = sample_weights(train, trainer.loss_fn, run_args.per_device_train_batch_size)
+        trainer.accelerator.wait_for_everyone()  # a later run's estimator may load it
+        batch = run_args.per_device_train_batch_size
+        sampled = sample_weights(train, trainer.loss_fn, batch) if main_process else None
         if sampled is not None:
             weights[run.name] = sampled
         results[run.name] = {
