@@ -165,6 +165,19 @@ def step(model: nn.Module, loss_fn: nn.Module, inputs: dict, mini_batch_size: in
     return loss.detach(), grads
 
 
+FSDP_RUNS = ["infonce", "soft_symmetric"]
+
+
+def fully_shard_or_none(model: nn.Module) -> nn.Module | None:
+    """``model`` under FSDP2 on the CPU (gloo), or None where this torch has no FSDP2."""
+    try:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+    except ImportError:
+        return None
+    return fully_shard(model, mesh=init_device_mesh("cpu", (WORLD,)))
+
+
 def _worker(rank: int, store: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
@@ -184,6 +197,14 @@ def _worker(rank: int, store: str, out: str) -> None:
             key = f"hard/{name}/{mini}"
             tensors[f"{key}/loss"] = loss.reshape(1)
             tensors.update({f"{key}/grad/{n}": g for n, g in grads.items()})
+        for name in FSDP_RUNS:  # FSDP2 shards the parameters; the gather acts on embeddings
+            fsdp = fully_shard_or_none(BagOfWords())
+            if fsdp is None:
+                break
+            tensors_in = {k: v for k, v in local.items() if isinstance(v, torch.Tensor)}
+            CASES[name](True).compute_loss_from_embeddings(*fsdp(**tensors_in), local).backward()
+            for n, p in fsdp.named_parameters():
+                tensors[f"fsdp/{name}/grad/{n}"] = p.grad.full_tensor().contiguous()
         # The candidates: offsets, texts in rank order, gradients summed over processes.
         x = torch.full((2, 3), float(rank + 1), requires_grad=True)
         g = gather_candidates(x, QUERIES[rank * 2 : rank * 2 + 2], ["c"] * 2, None)
@@ -238,6 +259,20 @@ def test_two_processes_match_one_process_with_the_global_batch(ranks, name, mini
     shards = [batch(slice(r * LOCAL, (r + 1) * LOCAL)) for r in range(WORLD)]
     alone = [step(BagOfWords(), CASES[name](False), shard, None)[0] for shard in shards]
     assert abs(sum(alone).item() / WORLD - loss.item()) > 1e-2
+
+
+@pytest.mark.parametrize("name", FSDP_RUNS)
+def test_fsdp_sharded_parameters_get_the_global_batch_gradient(ranks, name) -> None:
+    """Under FSDP2 (parameters sharded, gradients reduce-scattered as a mean) the gathered loss
+    gives the gradient of one process with the global batch, as under DDP."""
+    if f"fsdp/{name}/grad/projection.weight" not in ranks[0][0]:
+        pytest.skip("this torch has no FSDP2 (torch.distributed.fsdp.fully_shard)")
+    _, grads = step(BagOfWords(), CASES[name](True), batch(slice(0, WORLD * LOCAL)), None)
+    for tensors, _ in ranks:
+        for n, expected in grads.items():
+            torch.testing.assert_close(
+                tensors[f"fsdp/{name}/grad/{n}"], expected, atol=1e-5, rtol=1e-5, msg=n
+            )
 
 
 @pytest.mark.parametrize("name, mini", HARD_RUNS)
