@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 import torch
-from accelerate.utils import extract_model_from_parallel
+from accelerate.utils import extract_model_from_parallel  # type: ignore[import-untyped]
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 
@@ -76,25 +76,6 @@ def _check_train_size(train_dataset: Any, args: SoftInfoNCETrainingArguments) ->
         )
 
 
-def _accept_encoder_state_dicts(model: Any) -> None:
-    """Let ``model.load_state_dict`` take the encoder-only weights ``save_pretrained`` writes,
-    so the Trainer's resume and ``load_best_model_at_end`` read our checkpoints."""
-    encoder = getattr(model, "encoder", None)
-    if not isinstance(encoder, torch.nn.Module) or getattr(model, "_si_encoder_hook", False):
-        return
-
-    def hook(module, state_dict, prefix, *args: Any) -> None:
-        local = [k[len(prefix) :] for k in state_dict if k.startswith(prefix)]
-        if set(local) & set(module.state_dict()):
-            return  # already the module's own keys
-        own = set(module.encoder.state_dict())
-        for key in [k for k in local if k in own]:
-            state_dict[f"{prefix}encoder.{key}"] = state_dict.pop(prefix + key)
-
-    model.register_load_state_dict_pre_hook(hook)
-    model._si_encoder_hook = True
-
-
 class SoftInfoNCETrainer(Trainer):
     """Train a :class:`~soft_infonce.BiEncoder` with Soft-InfoNCE (or any loss of this library).
 
@@ -115,6 +96,8 @@ class SoftInfoNCETrainer(Trainer):
         >>> trainer = SoftInfoNCETrainer(model, args, train_dataset=train, eval_dataset=valid)
         >>> trainer.train()
     """
+
+    args: SoftInfoNCETrainingArguments
 
     def __init__(
         self,
@@ -139,7 +122,6 @@ class SoftInfoNCETrainer(Trainer):
             eval_dataset = {k: _as_retrieval_set(v, k) for k, v in eval_dataset.items()}
         elif eval_dataset is not None:
             eval_dataset = _as_retrieval_set(eval_dataset, "eval")
-        _accept_encoder_state_dicts(model)
         super().__init__(
             model=model,
             args=args,
@@ -155,7 +137,7 @@ class SoftInfoNCETrainer(Trainer):
 
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
-            self._signature_columns = list(_COLUMNS)
+            self._signature_columns = list(_COLUMNS)  # type: ignore[assignment]
 
     def compute_loss(
         self,
@@ -220,7 +202,11 @@ class SoftInfoNCETrainer(Trainer):
         target = eval_dataset if eval_dataset is not None else self.eval_dataset
         if target is None:
             raise ValueError("evaluate needs an eval_dataset (validation pairs or RetrievalSet)")
-        sets = target if isinstance(target, dict) else {"": _as_retrieval_set(target, "eval")}
+        sets: dict[str, RetrievalSet] = (
+            {k: _as_retrieval_set(v, k) for k, v in target.items()}
+            if isinstance(target, dict)
+            else {"": _as_retrieval_set(target, "eval")}
+        )
         model = extract_model_from_parallel(self.model)
         metrics: dict[str, float] = {}
         for name, rset in sets.items():
@@ -269,7 +255,7 @@ class SoftInfoNCETrainer(Trainer):
         if save is None or state_dict is not None or isinstance(model, PreTrainedModel):
             super()._save(output_dir, state_dict)
             return
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        output_dir = str(output_dir if output_dir is not None else self.args.output_dir)
         if not self.args.should_save:
             return
         os.makedirs(output_dir, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from transformers import TrainingArguments
 
@@ -143,6 +143,8 @@ def build_estimator(args: SoftInfoNCETrainingArguments) -> WeightEstimator | Non
         return estimators.BM25Estimator()
     if args.estimator == "uniform":
         return estimators.UniformEstimator()
+    if args.estimator_model is None:  # __post_init__ refuses it; the args may have changed
+        raise ValueError(f"estimator {args.estimator!r} needs estimator_model (a local path)")
     if args.estimator == "simcse":
         return estimators.EmbeddingEstimator(args.estimator_model)
     return estimators.TrainedModelEstimator(
@@ -163,7 +165,7 @@ def build_loss(
     ``args.estimator``'s when no estimator is given.
     """
     scale = args.scale if args.scale is not None else scale
-    common = {
+    common: dict[str, Any] = {
         "scale": scale,
         "symmetric": args.symmetric,
         "gather_across_devices": args.gather_across_devices,
@@ -174,7 +176,7 @@ def build_loss(
     alpha, beta, temperature = resolve(
         estimator, args.alpha, args.beta, args.temperature, preset=preset
     )
-    with_estimator = {**common, "estimator": estimator}
+    with_estimator: dict[str, Any] = {**common, "estimator": estimator}
     if args.loss == "soft":
         return SoftInfoNCELoss(
             alpha=alpha,
