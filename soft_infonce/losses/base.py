@@ -190,7 +190,7 @@ class ContrastiveLoss(nn.Module):
         if candidate_queries is None and queries is not None and m == n:
             candidate_queries = queries
         if self.gather_across_devices:
-            if not self._warned_single_process and world_size() == 1:
+            if world_size() == 1 and not getattr(self, "_warned_single_process", False):
                 self._warned_single_process = True  # a Python check: no sync, once
                 logger.warning(
                     "%s(gather_across_devices=True) runs in a single process (no initialised "
