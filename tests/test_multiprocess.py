@@ -269,3 +269,64 @@ def test_torchrun_on_cpu_without_use_cpu_fails_on_every_process(tmp_path) -> Non
     assert done.returncode != 0 and "no error" not in output, output[-3000:]
     assert output.count("A launcher started 2 processes") >= 1, output[-3000:]
     assert "--use_cpu true" in output
+
+
+@pytest.mark.slow
+def test_run_codesearch_under_torchrun_trains_together_and_writes_once(tmp_path) -> None:
+    """Two gloo processes through the example script: a global batch of 2 x 8 (the epoch
+    counter says so), a second run whose trained estimator loads the first run's best model
+    (written by rank 0 while rank 1 waits), one results table and one results.json."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", *WORDS]
+    (tmp_path / "vocab.txt").write_text("\n".join(words))
+    model_dir = tmp_path / "tiny"
+    BertTokenizerFast(str(tmp_path / "vocab.txt")).save_pretrained(model_dir)
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=24,
+    )
+    BertModel(config).save_pretrained(model_dir)
+    rows = [
+        {"url": f"u{i}", "docstring_tokens": [v, "a", n], "code_tokens": [n, v]}
+        for i, (v, n) in enumerate((v, n) for v in WORDS[:8] for n in WORDS[4:])
+    ]  # 72 pairs: 14 test, 7 valid, 51 train
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={WORLD}", os.path.join(root, "examples", "run_codesearch.py")]
+    command += [
+        "--model_name_or_path", str(model_dir), "--code_text_file", str(data),
+        "--output_dir", str(out), "--runs", "infonce,soft:trained", "--use_cpu", "true",
+        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "4",
+        "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1",
+        "--warmup_steps", "0", "--max_query_length", "8", "--max_code_length", "8",
+        "--gather_across_devices", "true", "--disable_tqdm", "true", "--report_to", "none",
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert output.count("wall time") == 1  # the table and the files: rank 0 only
+    payload = json.loads((out / "results.json").read_text())
+    train_size = payload["data_sizes"]["train"]
+    for name in ("infonce", "soft:trained"):
+        run = payload["runs"][name]
+        first = next(h for h in run["history"] if h.get("step") == 1 and "loss" in h)
+        assert first["epoch"] == pytest.approx(1 / (train_size // (WORLD * 8)), rel=1e-3)
+        assert run["test"]["test"]["num_queries"] == payload["data_sizes"]["test"][0]
+    trained = payload["runs"]["soft:trained"]["loss"]
+    assert trained["estimator"] == "TrainedModelEstimator"
+    assert "q2c/weight_mean" in payload["runs"]["soft:trained"]["history"][0]
