@@ -139,6 +139,24 @@ class SoftInfoNCETrainer(Trainer):
         if self._signature_columns is None:
             self._signature_columns = list(_COLUMNS)  # type: ignore[assignment]
 
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
+        """``Trainer.train``; ``resume_from_checkpoint=True`` resumes from the last *complete*
+        checkpoint of ``output_dir`` (one whose write was killed half-way is set aside, see
+        :mod:`soft_infonce.checkpoints`) instead of failing on it."""
+        if resume_from_checkpoint is True:
+            from .checkpoints import last_complete_checkpoint
+
+            found = last_complete_checkpoint(
+                self.args.output_dir, set_aside_incomplete=self.is_world_process_zero()
+            )
+            if found is None:
+                raise ValueError(
+                    "resume_from_checkpoint=True but output_dir "
+                    f"{self.args.output_dir!r} holds no complete checkpoint-<step> folder"
+                )
+            resume_from_checkpoint = str(found)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
     def compute_loss(
         self,
         model,

@@ -145,12 +145,14 @@ def build_estimator(args: SoftInfoNCETrainingArguments) -> WeightEstimator | Non
         return estimators.UniformEstimator()
     if args.estimator_model is None:  # __post_init__ refuses it; the args may have changed
         raise ValueError(f"estimator {args.estimator!r} needs estimator_model (a local path)")
+    # on the training device: texts missing from the cache are embedded there, not on the CPU
     if args.estimator == "simcse":
-        return estimators.EmbeddingEstimator(args.estimator_model)
+        return estimators.EmbeddingEstimator(args.estimator_model, device=args.device)
     return estimators.TrainedModelEstimator(
         args.estimator_model,
         max_query_length=args.max_query_length,
         max_code_length=args.max_code_length,
+        device=args.device,
     )
 
 

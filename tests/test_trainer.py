@@ -163,8 +163,10 @@ class StopAt(TrainerCallback):
         return control
 
 
-def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, tiny_model):
+@pytest.mark.parametrize("how", ["path", "last complete"])
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, tiny_model, how):
     import copy
+    import shutil
 
     train, valid = make_pairs(64, seed=3), make_pairs(16, seed=4)
     initial = copy.deepcopy(tiny_model.state_dict())
@@ -190,7 +192,14 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, tiny_mode
     resumed = SoftInfoNCETrainer(
         tiny_model, make_args(tmp_path / "b", **settings), train_dataset=train, eval_dataset=valid
     )
-    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-3"))
+    out = tmp_path / "b" / "out"
+    if how == "path":
+        resumed.train(resume_from_checkpoint=str(out / "checkpoint-3"))
+    else:  # a later checkpoint whose write was killed before trainer_state.json
+        shutil.copytree(out / "checkpoint-3", out / "checkpoint-5")
+        (out / "checkpoint-5" / "trainer_state.json").unlink()
+        resumed.train(resume_from_checkpoint=True)
+        assert (out / "incomplete-checkpoint-5").is_dir()  # set aside, not deleted
     got = resumed.evaluate()
     assert got["eval_mrr"] == pytest.approx(expected["eval_mrr"], abs=1e-6)
     for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
