@@ -132,6 +132,12 @@ class CodeIndex:
             f"model={self.model_path!r})"
         )
 
+    def set_ef_search(self, ef_search: int) -> None:
+        """Change the HNSW search beam width (recall against speed); no-op for ``"flat"``."""
+        self.ef_search = _positive_int("ef_search", ef_search)
+        if self._index is not None and self.index_type == "hnsw":
+            self._index.hnsw.efSearch = ef_search
+
     # ------------------------------------------------------------------ building
     def _new_index(self, dim: int) -> Any:
         faiss = _faiss()

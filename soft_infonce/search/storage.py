@@ -80,7 +80,6 @@ def load_index(
             f"{folder}: {INDEX_FILE} holds {index._index.ntotal} vectors, {METADATA_FILE} "
             f"{len(index.records)} records and {CONFIG_FILE} says {config['count']}"
         )
-    if index.index_type == "hnsw":
-        index._index.hnsw.efSearch = index.ef_search
+    index.set_ef_search(index.ef_search)
     index.skipped.counts.update(config.get("skipped", {}))
     return index
