@@ -72,8 +72,8 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture) -> None:
     for command, options in {
         "index": ["--model", "--out", "--index-type", "--languages", "--include-tests",
                   "--max-length", "--batch-size", "--hnsw-m", "--ef-construction",
-                  "--ef-search", "--no-progress"],
-        "search": ["--top-k", "--model", "--ef-search", "--json"],
+                  "--ef-search", "--nlist", "--nprobe", "--no-progress"],
+        "search": ["--top-k", "--model", "--ef-search", "--nprobe", "--json"],
     }.items():  # fmt: skip
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])

@@ -105,9 +105,9 @@ def test_repository_walk_counts_unparseable(tmp_path: Path) -> None:
         list(iter_code_units(tmp_path, ["cobol"]))
 
 
-@pytest.mark.parametrize("index_type", ["flat", "hnsw"])
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "ivf"])
 def test_mrr_through_the_index_equals_evaluate_retrieval(model: BiEncoder, index_type) -> None:
-    index = CodeIndex(model, index_type=index_type, show_progress=False, max_length=64)
+    index = CodeIndex(model, index_type=index_type, show_progress=False, max_length=64, nprobe=9)
     assert index.add_texts(CODES) == len(CODES)
     relevant = list(range(len(QUERIES)))
     hits = index.search_many(QUERIES, k=len(CODES))
@@ -127,10 +127,10 @@ def test_mrr_through_the_index_equals_evaluate_retrieval(model: BiEncoder, index
     assert hits[0][0].text == CODES[hits[0][0].id] and hits[0][0].location.startswith("#")
 
 
-@pytest.mark.parametrize("index_type", ["flat", "hnsw"])
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "ivf"])
 def test_save_load_round_trip(model_dir: Path, tmp_path: Path, index_type: str) -> None:
     pytest.importorskip("tree_sitter_ruby")
-    index = CodeIndex(model_dir, index_type=index_type, show_progress=False, ef_search=16)
+    index = CodeIndex(model_dir, index_type=index_type, show_progress=False, ef_search=16, nprobe=2)
     assert index.add_paths(make_repository(tmp_path / "repo")) == 4
     before = index.search("read a json file", k=3)
     out = index.save(tmp_path / "index")
@@ -141,7 +141,8 @@ def test_save_load_round_trip(model_dir: Path, tmp_path: Path, index_type: str) 
     assert config["model_path"] == str(model_dir) and config["dim"] == 32
     assert config["count"] == 4 and config["skipped"] == {"unparseable": 1}
     loaded = CodeIndex.load(out)
-    assert loaded.index_type == index_type and loaded.ef_search == 16 and len(loaded) == 4
+    assert loaded.index_type == index_type and len(loaded) == 4
+    assert (loaded.ef_search, loaded.nprobe, loaded.nlist) == (16, 2, index.nlist)
     after = loaded.search("read a json file", k=3)
     assert [(h.path, h.line, h.name) for h in after] == [(h.path, h.line, h.name) for h in before]
     assert [h.score for h in after] == pytest.approx([h.score for h in before], abs=1e-6)
@@ -173,7 +174,7 @@ def test_bad_inputs(model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="directory must hold a saved index"):
         CodeIndex.load(empty)
     with pytest.raises(ValueError, match="index_type must be one of"):
-        CodeIndex(model_dir, index_type="ivf")
+        CodeIndex(model_dir, index_type="lsh")
     with pytest.raises(ValueError, match="model must be an existing model folder"):
         CodeIndex(tmp_path / "no-model")
     index.add_texts(CODES[:3])

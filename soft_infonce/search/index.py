@@ -17,7 +17,8 @@ from .extract import CodeUnit, iter_code_units
 
 __all__ = ["CodeIndex", "SearchHit"]
 
-INDEX_TYPES = ("flat", "hnsw")
+INDEX_TYPES = ("flat", "hnsw", "ivf")
+_IVF_TRAIN_PER_LIST = 64  # training vectors per IVF list (a sample of the first add)
 _CHUNK = 1024  # texts embedded between progress-bar updates
 
 
@@ -72,11 +73,15 @@ class CodeIndex:
             the folder of a saved one; ``None`` for an index fed only with
             :meth:`add_embeddings` and :meth:`search_embeddings`.
         index_type: ``"flat"``: exact inner product (the default); ``"hnsw"``: an approximate
-            HNSW graph for large code bases (see ``docs/search.md`` for its speed and recall).
+            HNSW graph; ``"ivf"``: approximate inverted lists, trained on the first vectors
+            added and much faster to build than HNSW. See ``docs/search.md`` for their speed
+            and recall; use an approximate index for hundreds of thousands of functions.
         dim: The embedding width, when there is no model.
         hnsw_m: Neighbours per HNSW node (memory ~ ``4 * (dim + 2 * hnsw_m)`` bytes a vector).
         ef_construction: HNSW build beam width (larger: better graph, slower build).
         ef_search: HNSW search beam width (larger: higher recall, slower queries).
+        nlist: IVF lists; default ``sqrt(n)`` of the first add (at most ``n / 39``).
+        nprobe: IVF lists scanned per query (larger: higher recall, slower queries).
         max_length: Token budget of an embedded code or query.
         batch_size: Texts per forward pass.
         show_progress: A progress bar while embedding code.
@@ -95,9 +100,11 @@ class CodeIndex:
         *,
         index_type: Literal["flat", "hnsw"] = "flat",
         dim: int | None = None,
-        hnsw_m: int = 32,
-        ef_construction: int = 80,
-        ef_search: int = 128,
+        hnsw_m: int = 16,
+        ef_construction: int = 40,
+        ef_search: int = 64,
+        nlist: int | None = None,
+        nprobe: int = 16,
         max_length: int = 256,
         batch_size: int = 64,
         show_progress: bool = True,
@@ -105,7 +112,8 @@ class CodeIndex:
         if index_type not in INDEX_TYPES:
             raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
         for name, value in (("hnsw_m", hnsw_m), ("ef_construction", ef_construction),
-                            ("ef_search", ef_search), ("max_length", max_length),
+                            ("ef_search", ef_search), ("nprobe", nprobe),
+                            ("max_length", max_length),
                             ("batch_size", batch_size)):  # fmt: skip
             _positive_int(name, value)
         self.encoder: Encoder | None = load_encoder(model) if model is not None else None
@@ -115,7 +123,10 @@ class CodeIndex:
                 raise ValueError(f"dim must match the model's {self.encoder.dim}, got {dim}")
         self.dim = self.encoder.dim if self.encoder is not None else dim
         self.index_type = index_type
+        if nlist is not None:
+            _positive_int("nlist", nlist)
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
+        self.nlist, self.nprobe = nlist, nprobe
         self.max_length, self.batch_size, self.show_progress = max_length, batch_size, show_progress
         self.model_path = self.encoder.path if self.encoder is not None else None
         self.scale = self.encoder.scale if self.encoder is not None else 1.0
@@ -132,20 +143,40 @@ class CodeIndex:
             f"model={self.model_path!r})"
         )
 
-    def set_ef_search(self, ef_search: int) -> None:
-        """Change the HNSW search beam width (recall against speed); no-op for ``"flat"``."""
-        self.ef_search = _positive_int("ef_search", ef_search)
+    def set_search_params(self, *, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        """Trade recall for speed at query time: HNSW ``ef_search``, IVF ``nprobe``."""
+        if ef_search is not None:
+            self.ef_search = _positive_int("ef_search", ef_search)
+        if nprobe is not None:
+            self.nprobe = _positive_int("nprobe", nprobe)
         if self._index is not None and self.index_type == "hnsw":
-            self._index.hnsw.efSearch = ef_search
+            self._index.hnsw.efSearch = self.ef_search
+        elif self._index is not None and self.index_type == "ivf":
+            self._index.nprobe = self.nprobe
 
     # ------------------------------------------------------------------ building
-    def _new_index(self, dim: int) -> Any:
-        faiss = _faiss()
+    def _new_index(self, first: np.ndarray) -> Any:
+        faiss, dim = _faiss(), first.shape[1]
         if self.index_type == "flat":
             return faiss.IndexFlatIP(dim)
-        index = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = self.ef_construction
-        index.hnsw.efSearch = self.ef_search
+        if self.index_type == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = self.ef_construction
+            return index
+        if self.nlist is None:
+            self.nlist = max(1, min(int(len(first) ** 0.5), len(first) // 39))
+        if self.nlist > len(first):
+            raise ValueError(
+                f"nlist must be at most the {len(first)} vectors of the first add, got {self.nlist}"
+            )
+        index = faiss.IndexIVFFlat(
+            faiss.IndexFlatIP(dim), dim, self.nlist, faiss.METRIC_INNER_PRODUCT
+        )
+        index.cp.niter, index.cp.seed = 10, 0
+        sample = np.random.default_rng(0).permutation(len(first))[
+            : _IVF_TRAIN_PER_LIST * self.nlist
+        ]
+        index.train(first[np.sort(sample)])
         return index
 
     def add_embeddings(
@@ -170,7 +201,8 @@ class CodeIndex:
             raise ValueError("embeddings must be finite, got NaN or inf")
         self.dim = array.shape[1]
         if self._index is None:
-            self._index = self._new_index(self.dim)
+            self._index = self._new_index(array)
+            self.set_search_params()
         self._index.add(array)
         if records is None:
             self.records.extend({} for _ in range(len(array)))

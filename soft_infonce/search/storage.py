@@ -32,6 +32,7 @@ def save_index(index: CodeIndex, directory: str | os.PathLike[str]) -> Path:
         "format_version": FORMAT_VERSION, "count": len(index), "dim": index.dim,
         "index_type": index.index_type, "hnsw_m": index.hnsw_m,
         "ef_construction": index.ef_construction, "ef_search": index.ef_search,
+        "nlist": index.nlist, "nprobe": index.nprobe,
         "max_length": index.max_length, "model_path": index.model_path, "scale": index.scale,
         "model_kind": index.encoder.kind if index.encoder is not None else None,
         "skipped": dict(index.skipped.counts),
@@ -62,7 +63,7 @@ def load_index(
     index = cls(
         model, index_type=config["index_type"], hnsw_m=config["hnsw_m"],
         ef_construction=config["ef_construction"], ef_search=config["ef_search"],
-        max_length=config["max_length"],
+        nlist=config["nlist"], nprobe=config["nprobe"], max_length=config["max_length"],
     )  # fmt: skip
     if index.dim is not None and index.dim != config["dim"]:
         raise ValueError(
@@ -80,6 +81,6 @@ def load_index(
             f"{folder}: {INDEX_FILE} holds {index._index.ntotal} vectors, {METADATA_FILE} "
             f"{len(index.records)} records and {CONFIG_FILE} says {config['count']}"
         )
-    index.set_ef_search(index.ef_search)
+    index.set_search_params()
     index.skipped.counts.update(config.get("skipped", {}))
     return index
