@@ -190,6 +190,14 @@ def test_bad_inputs(model_dir: Path, tmp_path: Path) -> None:
         CodeIndex.load(tmp_path / "index", model=other)
 
 
+def test_codes_longer_than_the_model_positions(model: BiEncoder) -> None:
+    long_code = "def f ( x ) : " + " + ".join(["x"] * 400)  # ~800 tokens, 128 positions
+    index = CodeIndex(model, show_progress=False, max_length=512)
+    index.add_texts([long_code, CODES[0]])
+    expected = model.encode_texts([long_code], side="code", max_length=128)
+    assert np.allclose(index._index.reconstruct(0), expected[0].numpy(), atol=1e-5)
+
+
 def test_sentence_transformers_model(model_dir: Path) -> None:
     st = pytest.importorskip("sentence_transformers")
     model = st.SentenceTransformer(str(model_dir), local_files_only=True, device="cpu")

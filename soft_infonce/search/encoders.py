@@ -39,6 +39,7 @@ class Encoder:
             self.dim = int(model.embedding_dim)
             self.scale = float(model.scale)
             self.normalize = False  # the BiEncoder applies its own setting
+            self.max_tokens = _max_tokens(model)
         elif hasattr(model, "encode_query") and hasattr(model, "encode_document"):
             self.kind = "sentence_transformers"
             old_name = "get_sentence_embedding_dimension"  # sentence-transformers < 6
@@ -59,8 +60,9 @@ class Encoder:
         texts = list(texts)
         if self.kind == "bi_encoder":
             array = self.model.encode_texts(
-                texts, side=side, max_length=max_length, batch_size=batch_size
-            ).numpy()
+                texts, side=side, max_length=min(max_length, self.max_tokens),
+                batch_size=batch_size,
+            ).numpy()  # fmt: skip
         else:
             method = getattr(self.model, "encode_query" if side == "query" else "encode_document")
             array = method(
@@ -74,6 +76,19 @@ class Encoder:
         if array.shape[1] != self.dim:
             raise ValueError(f"the model gave embeddings of dim {array.shape[1]}, not {self.dim}")
         return array
+
+
+def _max_tokens(model: Any) -> int:
+    """The longest input the encoder's position embeddings and tokenizer allow."""
+    limit = int(getattr(model.tokenizer, "model_max_length", 0) or 0) or 10**9
+    config = getattr(model.encoder, "config", None)
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int):
+        # RoBERTa-style models start positions after the padding index.
+        roberta = "roberta" in str(getattr(config, "model_type", ""))
+        offset = int(getattr(config, "pad_token_id", 0) or 0) + 1 if roberta else 0
+        limit = min(limit, positions - offset)
+    return limit
 
 
 def load_encoder(model: Any) -> Encoder:
