@@ -11,8 +11,10 @@ Two parts, each merged into ``benchmarks/results/search.json``:
   other, the worst case for any approximate index) and ``clustered`` (points around 2,000
   random centres, cosine ~0.75 to their centre, like embeddings of related code). For each
   index type: build time, resident memory added by the index, single-query latency p50/p99
-  (k = 10, 200 queries, one call each) and recall@10 against exact search, over a sweep of
-  ``ef_search`` (HNSW) and ``nprobe`` (IVF).
+  (k = 10, 200 queries, one call each, on one thread; wall time, and the process CPU time of
+  the call: on a loaded machine wall time mostly measures waiting for a core) and recall@10
+  against exact search, over a sweep of ``ef_search`` (HNSW) and ``nprobe`` (IVF). Builds use
+  ``--threads`` (2).
 
 The machine is shared: the load average is recorded beside every figure. Run from the root::
 
@@ -31,6 +33,7 @@ import random
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +81,7 @@ def make_vectors(distribution: str, n: int, seed: int) -> np.ndarray:
     return out
 
 
-def bench_vectors(args: argparse.Namespace) -> list[dict]:
+def bench_vectors(args: argparse.Namespace, save: Callable[[dict], None]) -> list[dict]:
     import faiss
 
     from soft_infonce.search import CodeIndex
@@ -101,15 +104,17 @@ def bench_vectors(args: argparse.Namespace) -> list[dict]:
                 index.add_embeddings(base)
                 build_s = time.perf_counter() - start
                 memory = _rss_mib() - rss
+                faiss.omp_set_num_threads(args.query_threads)
                 for param in SWEEPS[index_type]:
                     if index_type == "hnsw":
                         index.set_search_params(ef_search=param)
                     elif index_type == "ivf":
                         index.set_search_params(nprobe=param)
-                    latencies, found = [], []
+                    latencies, cpu, found = [], [], []
                     for i in range(N_QUERIES):
-                        tick = time.perf_counter()
+                        tick, cpu_tick = time.perf_counter(), time.process_time()
                         ids = index.search_embeddings(queries[i : i + 1], K)[1][0]
+                        cpu.append(time.process_time() - cpu_tick)
                         latencies.append(time.perf_counter() - tick)
                         found.append(ids)
                     recall = np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth)])
@@ -121,12 +126,17 @@ def bench_vectors(args: argparse.Namespace) -> list[dict]:
                         "index_memory_mib": round(memory, 1),
                         "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 3),
                         "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 3),
+                        "cpu_p50_ms": round(float(np.percentile(cpu, 50)) * 1e3, 3),
+                        "cpu_p99_ms": round(float(np.percentile(cpu, 99)) * 1e3, 3),
                         "recall_at_10": round(float(recall), 4),
                         "load_before_build": load, "load_after": _load(),
+                        "build_threads": args.threads, "query_threads": args.query_threads,
                     }  # fmt: skip
                     print(json.dumps(row), flush=True)
                     rows.append(row)
+                    save(row)
                 del index
+                faiss.omp_set_num_threads(args.threads)
             del base
     return rows
 
@@ -165,32 +175,46 @@ def bench_build(args: argparse.Namespace) -> dict:
     }  # fmt: skip
 
 
+def _key(row: dict) -> tuple:
+    return row["distribution"], row["n"], row["index_type"], row["search_param"] or 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("part", choices=("build", "vectors"))
     parser.add_argument("--max-functions", type=int, default=2000, help="build: functions embedded")
     parser.add_argument("--sizes", default="10000,100000", help="vectors: comma-separated sizes")
     parser.add_argument("--distributions", default="uniform,clustered")
-    parser.add_argument("--types", default="flat,hnsw,ivf", help="index types")
+    parser.add_argument("--types", default="flat,ivf,hnsw", help="index types, in this order")
     parser.add_argument("--max-hnsw", type=int, default=1_000_000, help="largest HNSW built")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="build threads")
+    parser.add_argument(
+        "--query-threads",
+        type=int,
+        default=1,
+        help="threads of a query (1: an OpenMP team only waits on a busy machine)",
+    )
     args = parser.parse_args()
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}  # fmt: skip
     import faiss
 
-    meta["faiss"] = faiss.__version__
+    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
+            "python": platform.python_version(), "faiss": faiss.__version__,
+            "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+
+    def save(part: str, value: dict) -> None:  # after every figure: a timeout keeps the rest
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        if part == "build":
+            results["build"] = {**value, "meta": meta}
+        else:
+            rows = [r for r in results.get("vectors", []) if _key(r) != _key(value)]
+            results["vectors"] = sorted([*rows, {**value, "meta": meta}], key=_key)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+
     if args.part == "build":
-        results["build"] = {**bench_build(args), "meta": meta}
+        save("build", bench_build(args))
     else:
-        rows = bench_vectors(args)
-        key = lambda r: (r["distribution"], r["n"], r["index_type"], r["search_param"] or 0)  # noqa: E731
-        done = {key(r) for r in rows}
-        kept = [r for r in results.get("vectors", []) if key(r) not in done]
-        results["vectors"] = sorted(kept + [{**r, "meta": meta} for r in rows], key=key)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        bench_vectors(args, lambda row: save("vectors", row))
     print(f"wrote {RESULTS}")
 
 

@@ -140,7 +140,9 @@ def _index(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from soft_infonce.search import CodeIndex
+    from soft_infonce.search.index import _faiss
 
+    _faiss().omp_set_num_threads(1)  # one query: an OpenMP team only adds waiting
     index = CodeIndex.load(args.index, model=args.model)
     index.set_search_params(ef_search=args.ef_search, nprobe=args.nprobe)
     for hit in index.search(" ".join(args.query), k=args.k):

@@ -36,7 +36,7 @@ def save_tiny_model(folder: Path, *, hidden_size: int = 32, seed: int = 0) -> Pa
     return folder
 
 
-PYTHON_FILE = '''
+PYTHON_FILE = """
 import json
 
 
@@ -52,7 +52,7 @@ class Store:
 
     def keys(self):
         return sorted(self.data)
-'''
+"""
 
 RUBY_FILE = """
 def sum_list(x)
