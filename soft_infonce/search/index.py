@@ -210,6 +210,13 @@ class CodeIndex:
             self.records.extend({k: v for k, v in r.items() if k in _HIT_FIELDS} for r in records)
         return len(array)
 
+    def _require_entries(self) -> None:
+        if self._index is None or len(self) == 0:
+            raise ValueError(
+                "the index is empty: add code (add_paths / add_texts) or load a saved index "
+                "before searching"
+            )
+
     def _require_encoder(self) -> Encoder:
         if self.encoder is None:
             raise ValueError(
@@ -299,11 +306,7 @@ class CodeIndex:
     def search_embeddings(self, queries: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Raw FAISS search: ``(scores, ids)``, each ``(n_queries, k)``; missing ids are -1."""
         _positive_int("k", k)
-        if self._index is None or len(self) == 0:
-            raise ValueError(
-                "the index is empty: add code (add_paths / add_texts) or load a saved index "
-                "before searching"
-            )
+        self._require_entries()
         array = np.ascontiguousarray(queries, dtype=np.float32)
         if array.ndim != 2 or array.shape[1] != self.dim:
             raise ValueError(
@@ -318,8 +321,7 @@ class CodeIndex:
         if isinstance(queries, str) or not all(isinstance(q, str) for q in queries):
             raise ValueError(f"queries must be a sequence of strings, got {queries!r}")
         _positive_int("k", k)
-        if len(self) == 0:
-            self.search_embeddings(np.zeros((1, self.dim or 1)), k)  # raises: empty index
+        self._require_entries()
         encoder = self._require_encoder()
         vectors = encoder.encode(
             list(queries), "query", batch_size=self.batch_size, max_length=self.max_length
