@@ -21,6 +21,7 @@ The machine is shared: the load average is recorded beside every figure. Run fro
     python benchmarks/search.py build --max-functions 2000
     python benchmarks/search.py vectors --sizes 10000,100000
     python benchmarks/search.py vectors --sizes 1000000 --distributions clustered
+    python benchmarks/search.py report      # the tables of docs/search.md
 """
 
 from __future__ import annotations
@@ -175,13 +176,56 @@ def bench_build(args: argparse.Namespace) -> dict:
     }  # fmt: skip
 
 
+def report(results: dict) -> str:
+    """Markdown tables: per size, each index at its cheapest setting with recall@10 >= 0.95
+    (the best recall when none reaches it)."""
+    lines = []
+    for distribution in ("clustered", "uniform"):
+        lines += [f"**{distribution}** (k = 10, one query per call, one thread):", "",
+                  "| vectors | index | setting | build | memory | p50 / p99 wall | p50 CPU "
+                  "| recall@10 |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        rows = [r for r in results.get("vectors", []) if r["distribution"] == distribution]
+        for n in sorted({r["n"] for r in rows}):
+            for index_type in ("flat", "ivf", "hnsw"):
+                group = [r for r in rows if r["n"] == n and r["index_type"] == index_type]
+                if not group:
+                    continue
+                good = [r for r in group if r["recall_at_10"] >= 0.95]
+                r = good[0] if good else max(group, key=lambda r: r["recall_at_10"])
+                setting = {
+                    "flat": "exact",
+                    "ivf": f"nlist {r['nlist']}, nprobe {r['search_param']}",
+                    "hnsw": f"M 16, ef {r['search_param']}",
+                }
+                cpu = f"{r['cpu_p50_ms']:.2f} ms" if "cpu_p50_ms" in r else "n/a"
+                lines.append(
+                    f"| {n:,} | {index_type} | {setting[index_type]} | {r['build_s']:.1f} s "
+                    f"| {r['index_memory_mib']:,.0f} MiB "
+                    f"| {r['p50_ms']:.2f} / {r['p99_ms']:.1f} ms "
+                    f"| {cpu} | {r['recall_at_10']:.3f} |"
+                )  # fmt: skip
+        lines.append("")
+    build = results.get("build")
+    if build:
+        lines.append(
+            f"**Build** (standard library, {build['threads']} threads, load "
+            f"{build['load_before']}): {build['functions_extracted']:,} functions extracted "
+            f"in {build['extract_s']} s ({build['extract_functions_per_s']} functions/s); "
+            f"{build['functions_indexed']:,} of them embedded with MiniLM "
+            f"({build['max_code_tokens']} tokens) and indexed in {build['index_s']} s "
+            f"({build['index_functions_per_s']} functions/s); a query with its encoding "
+            f"{build['query_ms_with_encoding']} ms."
+        )
+    return "\n".join(lines)
+
+
 def _key(row: dict) -> tuple:
     return row["distribution"], row["n"], row["index_type"], row["search_param"] or 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", choices=("build", "vectors"))
+    parser.add_argument("part", choices=("build", "vectors", "report"))
     parser.add_argument("--max-functions", type=int, default=2000, help="build: functions embedded")
     parser.add_argument("--sizes", default="10000,100000", help="vectors: comma-separated sizes")
     parser.add_argument("--distributions", default="uniform,clustered")
@@ -195,6 +239,9 @@ def main() -> None:
         help="threads of a query (1: an OpenMP team only waits on a busy machine)",
     )
     args = parser.parse_args()
+    if args.part == "report":
+        print(report(json.loads(RESULTS.read_text())))
+        return
     import faiss
 
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
