@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 import torch
 
@@ -22,6 +22,45 @@ def check_tensor(value: Any, name: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     return value
+
+
+@overload
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = ...,
+    high: float | None = ...,
+    low_open: bool = ...,
+    high_open: bool = ...,
+    integer: Literal[False] = ...,
+) -> float: ...
+
+
+@overload
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = ...,
+    high: float | None = ...,
+    low_open: bool = ...,
+    high_open: bool = ...,
+    integer: Literal[True],
+) -> int: ...
+
+
+@overload
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = ...,
+    high: float | None = ...,
+    low_open: bool = ...,
+    high_open: bool = ...,
+    integer: bool,
+) -> float: ...
 
 
 def check_number(
@@ -56,6 +95,8 @@ def check_number(
     if isinstance(value, bool) or not isinstance(value, kind):
         expected = "an int" if integer else "a real number"
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r:.60}")
+    # typeshed's numbers.Real declares no comparisons with float; every Real compares with one
+    value = cast(float, value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)

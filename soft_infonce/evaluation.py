@@ -97,14 +97,14 @@ def target_ranks(
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive finite number, got {scale!r}")
     _check_cutoff(cutoff)
-    for name, value in (
+    for name, tensor in (
         ("query_embeddings", query_embeddings),
         ("code_embeddings", code_embeddings),
     ):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-        if value.dtype.is_complex:
-            raise ValueError(f"{name} must be a real tensor, got dtype {value.dtype}")
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+        if tensor.dtype.is_complex:
+            raise ValueError(f"{name} must be a real tensor, got dtype {tensor.dtype}")
     if query_embeddings.dim() != 2 or code_embeddings.dim() != 2:
         raise ValueError(
             "query_embeddings and code_embeddings must be 2-D (n, dim), got shapes "
@@ -284,11 +284,22 @@ def evaluate_retrieval(
         )
     targets = _check_targets(relevant, len(queries), len(codes))
     _check_cutoff(cutoff)
-    encode = dict(batch_size=batch_size, show_progress=show_progress, device=device)
     query_embeddings = model.encode_texts(
-        queries, side="query", max_length=max_query_length, **encode
+        queries,
+        side="query",
+        max_length=max_query_length,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        device=device,
     )
-    code_embeddings = model.encode_texts(codes, side="code", max_length=max_code_length, **encode)
+    code_embeddings = model.encode_texts(
+        codes,
+        side="code",
+        max_length=max_code_length,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        device=device,
+    )
     rank_device = device if device is not None else getattr(model, "device", "cpu")
     query_embeddings = query_embeddings.to(rank_device)
     code_embeddings = code_embeddings.to(rank_device)

@@ -231,7 +231,7 @@ def grad_cached_loss(
     )
     loss = loss.detach().requires_grad_()
     loss.register_hook(cache.backward_hook)  # 3. runs when the caller back-propagates
-    loss._grad_cache = cache  # type: ignore[attr-defined]  # lets grad_cached_step check
+    loss._grad_cache = cache  # lets grad_cached_step check
     return loss
 
 

@@ -18,6 +18,7 @@ import torch
 from accelerate.utils import extract_model_from_parallel  # type: ignore[import-untyped]
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import TrainOutput
 
 from .data.collator import BiEncoderCollator
 from .data.loaders import RetrievalSet, pairs_to_retrieval_set
@@ -139,13 +140,21 @@ class SoftInfoNCETrainer(Trainer):
         if self._signature_columns is None:
             self._signature_columns = list(_COLUMNS)  # type: ignore[assignment]
 
-    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
+    def train(
+        self,
+        resume_from_checkpoint: str | bool | None = None,
+        trial: Any = None,
+        ignore_keys_for_eval: list[str] | None = None,
+        **kwargs: Any,
+    ) -> TrainOutput:
         """``Trainer.train``; ``resume_from_checkpoint=True`` resumes from the last *complete*
         checkpoint of ``output_dir`` (one whose write was killed half-way is set aside, see
         :mod:`soft_infonce.checkpoints`) instead of failing on it."""
         if resume_from_checkpoint is True:
             from .checkpoints import last_complete_checkpoint
 
+            if self.args.output_dir is None:
+                raise ValueError("resume_from_checkpoint=True needs args.output_dir, got None")
             found = last_complete_checkpoint(
                 self.args.output_dir, set_aside_incomplete=self.is_world_process_zero()
             )
@@ -155,7 +164,12 @@ class SoftInfoNCETrainer(Trainer):
                     f"{self.args.output_dir!r} holds no complete checkpoint-<step> folder"
                 )
             resume_from_checkpoint = str(found)
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        return super().train(
+            resume_from_checkpoint=resume_from_checkpoint,
+            trial=trial,
+            ignore_keys_for_eval=ignore_keys_for_eval,
+            **kwargs,  # older transformers take more keywords
+        )
 
     def compute_loss(
         self,

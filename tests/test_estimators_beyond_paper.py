@@ -135,6 +135,12 @@ def test_self_guided_refuses_texts_lists_and_other_shapes():
         estimator.similarity_from_scores(torch.zeros(2, 2, dtype=torch.long))
 
 
+def test_a_text_estimator_has_no_score_path_and_says_so():
+    # the hook is declared on the interface; only uses_scores estimators implement it
+    with pytest.raises(NotImplementedError, match=r"Table scores texts \(uses_scores = False\)"):
+        Table([[1.0, 0.0]]).similarity_from_scores(torch.zeros(1, 2))
+
+
 # ----------------------------------------------------------------------------- calibration
 def binary_entropy(p: float) -> float:
     return -(p * math.log(p) + (1 - p) * math.log(1 - p))

@@ -338,14 +338,15 @@ def mine_hard_negatives(
             raise ValueError(message)
         logger.warning("%s; dropping them", message)
     kept = [i for i, p in enumerate(picked) if p is not None]
-    negatives = [[pool[j] for j in picked[i]] for i in kept]
+    kept_picks = [p for p in picked if p is not None]  # aligned with kept
+    negatives = [[pool[j] for j in p] for p in kept_picks]
     columns: dict[str, list[Any]] = {
         "query": [queries[i] for i in kept],
         "code": [codes[i] for i in kept],
     }
     if output_format == "lists":
         columns["negatives"] = negatives
-        columns["negative_queries"] = [[pool_queries[j] for j in picked[i]] for i in kept]
+        columns["negative_queries"] = [[pool_queries[j] for j in p] for p in kept_picks]
     else:
         for n in range(k):
             columns[f"negative_{n + 1}"] = [row[n] for row in negatives]

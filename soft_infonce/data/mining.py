@@ -197,9 +197,9 @@ def _check_arguments(
             f"min_doc_tokens and max_doc_tokens must satisfy 1 <= min <= max, "
             f"got {min_doc!r} and {max_doc!r}"
         )
-    for name, value in (("max_code_tokens", max_code), ("max_files", max_files)):
-        if value is not None:
-            check_number(value, name, low=1, integer=True)
+    for name, limit in (("max_code_tokens", max_code), ("max_files", max_files)):
+        if limit is not None:
+            check_number(limit, name, low=1, integer=True)
     check_number(min_code_lines, "min_code_lines", low=0, integer=True)
 
 

@@ -144,6 +144,20 @@ class WeightEstimator(abc.ABC):
             scores = self.similarity(queries, codes, candidate_queries)
         return self.checked_scores(scores, len(queries), len(codes))
 
+    def similarity_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """Relevance from the loss's detached ``[N, M]`` score matrix, for ``uses_scores``.
+
+        The losses call this instead of the text path when ``uses_scores`` is ``True``; an
+        estimator that sets it overrides this method (see ``SelfGuidedEstimator``).
+
+        Raises:
+            NotImplementedError: this estimator scores texts (it does not override this).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} scores texts (uses_scores = {self.uses_scores}); "
+            "an estimator that reads the loss's scores overrides similarity_from_scores"
+        )
+
     def checked_scores(self, scores: Any, rows: int, cols: int) -> torch.Tensor:
         """``scores`` as a detached float32 tensor after checking shape, dtype and finiteness."""
         name = type(self).__name__

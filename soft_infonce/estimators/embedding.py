@@ -6,7 +6,7 @@ import copy
 import os
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -127,7 +127,8 @@ class EmbeddingEstimator(FrozenEncoderEstimator):
     def encode(self, texts: list[str], side: str) -> torch.Tensor:
         """Uncached embeddings ``[len(texts), dim]`` of one side, float32 on the CPU."""
         method = "encode_query" if side == "query" else "encode_document"
-        encode = getattr(self.model, method, self.model.encode)  # older versions: plain encode
+        model = cast("SentenceTransformer", self.model)
+        encode = getattr(model, method, model.encode)  # older versions: plain encode
         embeddings = encode(
             texts,
             batch_size=self.batch_size,

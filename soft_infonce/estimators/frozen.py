@@ -34,7 +34,8 @@ def _eval_only_train(module: nn.Module, mode: bool = True) -> nn.Module:
 
 def freeze(module: nn.Module) -> nn.Module:
     """Put ``module`` in eval mode, turn off its gradients, and keep it so under ``.train()``."""
-    module.train = functools.partial(_eval_only_train, module)  # picklable, unlike a lambda
+    # an instance attribute shadowing the method on purpose; picklable, unlike a lambda
+    module.train = functools.partial(_eval_only_train, module)  # type: ignore[method-assign]
     module.eval()
     module.requires_grad_(False)
     for parameter in module.parameters():

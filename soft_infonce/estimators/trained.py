@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
     while True:
         if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)  # torch.compile's wrapped module
         elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
         else:
@@ -80,6 +80,7 @@ class TrainedModelEstimator(FrozenEncoderEstimator):
         check_int("max_code_length", max_code_length)
         check_int("batch_size", batch_size)
         check_bool("cache", cache)
+        frozen: nn.Module
         if isinstance(model, (str, os.PathLike)):
             from soft_infonce.modeling import BiEncoder
 
@@ -123,7 +124,8 @@ class TrainedModelEstimator(FrozenEncoderEstimator):
     def encode(self, texts: list[str], side: str) -> torch.Tensor:
         """Uncached embeddings ``[len(texts), dim]`` of one side, float32 on the CPU."""
         max_length = self.max_query_length if side == "query" else self.max_code_length
-        return self.model.encode_texts(
+        model = cast("BiEncoder", self.model)  # a BiEncoder or a module with its encode_texts
+        return model.encode_texts(
             texts, side=side, max_length=max_length, batch_size=self.batch_size
         )
 

@@ -230,9 +230,10 @@ class ContrastiveLoss(nn.Module):
                     f"candidates), got {tuple(similarity.shape)}"
                 )
             return similarity.detach()
-        if getattr(self.estimator, "uses_scores", False):  # e.g. SelfGuidedEstimator
-            return self.estimator.similarity_from_scores(scores.detach())
-        if self.estimator is not None:
+        estimator = self.estimator
+        if estimator is not None and estimator.uses_scores:  # e.g. SelfGuidedEstimator
+            return estimator.similarity_from_scores(scores.detach())
+        if estimator is not None:
             if g.query_texts is None or g.code_texts is None:
                 raise ValueError(
                     f"{type(self).__name__} has an estimator: pass queries= and codes= (the raw "
@@ -240,7 +241,7 @@ class ContrastiveLoss(nn.Module):
                 )
             n = shape[0]
             queries = g.query_texts[g.rank * n : (g.rank + 1) * n]  # this process's queries
-            return self.estimator(queries, g.code_texts, g.candidate_query_texts)
+            return estimator(queries, g.code_texts, g.candidate_query_texts)
         if self.needs_similarity:
             raise ValueError(
                 f"{type(self).__name__} needs a similarity matrix: pass similarity= to forward "
@@ -254,14 +255,20 @@ class ContrastiveLoss(nn.Module):
         all_q = gather_with_grad(q) if g.gathered else q  # (world * N, H)
         scores = self._scores(c[:n].to(dtype), all_q.to(dtype))  # (N, world * N)
         sim_t = None
+        estimator = self.estimator
         if sim is not None and not g.gathered:
             sim_t = sim[:, :n].T  # (N codes, N queries): relevance of query j to code i
-        elif sim is not None and getattr(self.estimator, "uses_scores", False):
-            sim_t = self.estimator.similarity_from_scores(scores.detach())
-        elif sim is not None and self.estimator is not None:
+        elif sim is not None and estimator is not None and estimator.uses_scores:
+            sim_t = estimator.similarity_from_scores(scores.detach())
+        elif sim is not None and estimator is not None:
+            if g.query_texts is None or g.code_texts is None:
+                raise ValueError(
+                    "symmetric=True with gather_across_devices scores the code-to-query "
+                    "direction with the estimator: pass queries= and codes= (the raw texts)"
+                )
             local = slice(g.offset, g.offset + n)
             paired = None if g.candidate_query_texts is None else g.candidate_query_texts[local]
-            sim_t = self.estimator(g.query_texts, g.code_texts[local], paired).T
+            sim_t = estimator(g.query_texts, g.code_texts[local], paired).T
         elif sim is not None:
             raise ValueError(
                 "symmetric=True with gather_across_devices needs an estimator (a precomputed "

@@ -167,9 +167,13 @@ class FalseNegativeCancellationLoss(ContrastiveLoss):
             raise TypeError(f"k must be an int, got {type(k).__name__} {k!r}")
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k!r}")
-        self.mode, self.k = mode, int(k)
-        self.ratio = check_number("ratio", ratio, minimum=0, maximum=1, exclusive_minimum=True)
-        self._warned_empty_rows = self._warned_unrecognised = False
+        self.mode: Literal["top_k", "threshold"] = mode
+        self.k: int = int(k)
+        self.ratio: float = check_number(
+            "ratio", ratio, minimum=0, maximum=1, exclusive_minimum=True
+        )
+        self._warned_empty_rows: bool = False
+        self._warned_unrecognised: bool = False
 
     def loss_from_scores(self, scores, similarity, labels):
         """InfoNCE without the cancelled negatives (weight 0); records what was cancelled."""

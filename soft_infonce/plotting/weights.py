@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Union
 
 import torch
@@ -146,6 +146,8 @@ def _curve_settings(
             label = label or spec
         else:
             try:
+                if not isinstance(spec, Iterable):  # a bare number among the settings
+                    raise TypeError(spec)
                 alpha, beta, t = (float(x) for x in spec)
             except (TypeError, ValueError):
                 raise ValueError(

@@ -139,7 +139,9 @@ class SoftInfoNCELoss(nn.Module):
     @property
     def estimator(self) -> WeightEstimator:
         """The weight estimator (shared with :attr:`objective`)."""
-        return self.objective.estimator
+        estimator = self.objective.estimator
+        assert estimator is not None  # required and checked by __init__
+        return estimator
 
     @property
     def last_statistics(self) -> dict[str, Tensor]:
