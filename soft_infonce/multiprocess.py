@@ -192,7 +192,9 @@ def evaluate_retrieval_sharded(
 
     Args:
         model: the bi-encoder (the same weights on every process).
-        queries, codes, relevant: as for ``evaluate_retrieval``.
+        queries: the query texts, as for ``evaluate_retrieval``.
+        codes: the code base.
+        relevant: the index in ``codes`` of each query's true code.
         **kwargs: ``batch_size``, ``max_query_length``, ``max_code_length``, ``cutoff``,
             ``show_progress``.
 

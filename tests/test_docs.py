@@ -60,14 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DOCS_TEST_SHARED", ROOT.parent / "shared"))  # override: tests
 BLOCK_TIMEOUT = 60.0  # seconds per block (a loaded 2-core machine)
 #: docs whose blocks are not yet marked up; skipped whole, with the reason.
-UNMARKED: dict[str, str] = {
-    "docs/graphcodebert.md": "Hub model names and a doctest without its import: directives "
-    "pending from the page's owner",
-    "docs/distributed.md": "fragments with `...` arguments and undefined names: directives "
-    "pending from the page's owner",
-    "docs/search.md": "a model folder and source paths of the reader's own (runs/soft/best, "
-    "src/): directives pending from the page's owner",
-}
+UNMARKED: dict[str, str] = {}
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
 _DIRECTIVE = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<body>.*?)\s*-->\s*$")
