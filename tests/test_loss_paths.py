@@ -60,16 +60,18 @@ def test_a_training_step_makes_no_host_sync(monkeypatch, symmetric, extra):
     assert q.grad is not None and torch.isfinite(q.grad).all()
 
 
-def test_validation_scans_values_only_outside_training():
+def test_validation_catches_nan_also_in_training_without_a_host_sync():
     bad = torch.full((3, 4), float("nan"))
     with pytest.raises(ValueError, match="query_embeddings contains NaN"):
         InfoNCELoss()(bad, torch.randn(3, 4))
     q = bad.clone().requires_grad_()
-    assert torch.isnan(InfoNCELoss()(q, torch.randn(3, 4)))  # training: no scan
+    with pytest.raises(ValueError, match="query_embeddings contains NaN"):  # device-side assert
+        InfoNCELoss()(q, torch.randn(3, 4))
+    assert torch.isnan(InfoNCELoss(validate=False)(q, torch.randn(3, 4)))  # opted out
     with pytest.raises(ValueError, match="candidate_embeddings contains NaN"):
         InfoNCELoss(validate=True)(torch.randn(3, 4, requires_grad=True), bad)
     with pytest.raises(ValueError, match="similarity contains NaN"):
-        SoftInfoNCELoss()(torch.randn(3, 4), torch.randn(3, 4), bad[:, :3])
+        SoftInfoNCELoss()(torch.randn(3, 4, requires_grad=True), torch.randn(3, 4), bad[:, :3])
 
 
 def test_symmetric_statistics_are_kept_per_direction():

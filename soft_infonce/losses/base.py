@@ -23,7 +23,14 @@ from torch import nn
 from ..distributed import GatheredCandidates, gather_candidates, gather_with_grad, world_size
 from ..estimators.base import WeightEstimator
 from ..presets import PRESETS, check_number
-from .checks import candidate_matrix, check_candidates, check_flag, check_tensor, texts_of
+from .checks import (
+    candidate_matrix,
+    check_candidates,
+    check_finite,
+    check_flag,
+    check_tensor,
+    texts_of,
+)
 
 __all__ = ["CITATION", "PRESETS", "ContrastiveLoss"]
 
@@ -51,10 +58,12 @@ class ContrastiveLoss(nn.Module):
         symmetric: also add the code-to-query direction and average the two.
         gather_across_devices: score local queries against the candidates of all processes
             (``torch.distributed``), with gradients flowing back to every process.
-        validate: scan the embeddings (and a given similarity) for NaN/inf, which costs a
-            host sync. ``None`` (default): only when the embeddings carry no gradient
-            (evaluation, a quick check), never in a training step; ``True``: always;
-            ``False``: never. Shapes, counts and settings are checked either way.
+        validate: how to check the embeddings (and a given similarity) for NaN/inf.
+            ``None`` (default): a device-side assert, which costs no host sync (on the CPU it
+            raises ``ValueError`` at once; on an accelerator the run stops at the next
+            kernel with the message); ``True``: a Python-side scan, which syncs once per
+            call on an accelerator; ``False``: no check. Shapes, counts and settings are
+            checked either way.
 
     Attributes:
         score_fn: ``(a [N, H], b [M, H]) -> [N, M]`` before ``scale``; ``None`` (default) is
@@ -178,14 +187,14 @@ class ContrastiveLoss(nn.Module):
         n, m = q.shape[0], c.shape[0]
         if similarity is not None and not isinstance(similarity, torch.Tensor):
             raise TypeError(f"similarity must be a torch.Tensor, got {type(similarity).__name__}")
-        if self.validate or (self.validate is None and not (q.requires_grad or c.requires_grad)):
+        if self.validate is not False:
             for name, x in (
                 ("query_embeddings", q),
                 ("candidate_embeddings", c),
                 ("similarity", similarity),
             ):
-                if x is not None and not bool(torch.isfinite(x).all()):
-                    raise ValueError(f"{name} contains NaN or infinite values")
+                if x is not None:
+                    check_finite(name, x, sync=bool(self.validate))
         queries, codes, candidate_queries = texts_of(texts, n, m)
         if candidate_queries is None and queries is not None and m == n:
             candidate_queries = queries

@@ -34,6 +34,25 @@ def check_tensor(name: str, x: Any) -> torch.Tensor:
     return x
 
 
+def check_finite(name: str, x: torch.Tensor, *, sync: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` when ``x`` holds NaN or inf.
+
+    ``sync=False`` asserts on the device (``torch._assert_async``): no host sync, so the
+    training step keeps running ahead of the accelerator; on the CPU it fails at once and is
+    turned into the ``ValueError``; on an accelerator the next kernel fails with the message.
+    """
+    message = f"{name} contains NaN or infinite values"
+    finite = torch.isfinite(x).all()
+    if sync:
+        if not bool(finite):
+            raise ValueError(message)
+        return
+    try:
+        torch._assert_async(finite, message)
+    except RuntimeError as error:  # the CPU asserts synchronously
+        raise ValueError(message) from error
+
+
 def check_candidates(
     q: torch.Tensor, candidates: Any, name: str = "candidate_embeddings"
 ) -> torch.Tensor:
