@@ -77,6 +77,26 @@ def _check_train_size(train_dataset: Any, args: SoftInfoNCETrainingArguments) ->
         )
 
 
+def _check_train_texts(train_dataset: Any) -> None:
+    """Refuse, before any step, a row whose query, code or hard negative is not a non-blank
+    string, naming the dataset row (inside a batch the index would mean nothing)."""
+    columns = getattr(train_dataset, "column_names", None)
+    if not columns:
+        return
+    for column in ("query", "code", "negatives", "negative_queries"):
+        if column not in columns:
+            continue
+        for row, value in enumerate(train_dataset[column]):
+            items = value if column.startswith("negative") and isinstance(value, list) else [value]
+            for item in items:
+                if not isinstance(item, str) or not item.strip():
+                    raise ValueError(
+                        f"train_dataset row {row}: {column!r} must hold non-blank text, got "
+                        f"{value!r} (the data loaders skip and count such rows; filter this "
+                        "dataset the same way)"
+                    )
+
+
 class SoftInfoNCETrainer(Trainer):
     """Train a :class:`~soft_infonce.BiEncoder` with Soft-InfoNCE (or any loss of this library).
 
@@ -114,6 +134,7 @@ class SoftInfoNCETrainer(Trainer):
         if not isinstance(args, SoftInfoNCETrainingArguments):
             raise TypeError(f"args must be SoftInfoNCETrainingArguments, got {type(args).__name__}")
         _check_train_size(train_dataset, args)
+        _check_train_texts(train_dataset)
         if loss is None:
             estimator = estimator if estimator is not None else build_estimator(args)
             loss = build_loss(args, estimator, scale=getattr(model, "scale", 1.0))

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+import torch
 from transformers import TrainingArguments
 
 from .estimators.base import WeightEstimator
@@ -126,6 +127,8 @@ class SoftInfoNCETrainingArguments(TrainingArguments):
                 "max_query_length and max_code_length must be >= 4, got "
                 f"{self.max_query_length!r}, {self.max_code_length!r}"
             )
+        if self.dataloader_pin_memory and not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # nothing to pin for; spares torch's warning
         super().__post_init__()  # sets up the devices and, under a launcher, the process group
         check_launch(self.world_size)
 

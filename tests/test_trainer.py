@@ -399,3 +399,26 @@ def test_help_lists_the_choices():
     assert FromModule is SoftInfoNCETrainingArguments
     text = HfArgumentParser(SoftInfoNCETrainingArguments).format_help()
     assert "false_negative_cancellation" in text and "simcse" in text and "threshold" in text
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "row"),
+    [("query", "   ", 5), ("code", "", 9), ("negatives", ["def f(): pass", " "], 2)],
+)
+def test_a_blank_text_is_refused_before_training_naming_the_row(
+    tmp_path, tiny_model, column, value, row
+):
+    train = make_pairs(16, seed=11)
+    if column == "negatives":
+        train = train.add_column("negatives", [["def g(): pass", "def h(): pass"]] * 16)
+        train = train.add_column("negative_queries", [["g", "h"]] * 16)
+    rows = train.to_list()
+    rows[row][column] = value
+    broken = datasets.Dataset.from_list(rows)
+    with pytest.raises(ValueError, match=rf"train_dataset row {row}: '{column}'"):
+        SoftInfoNCETrainer(tiny_model, make_args(tmp_path), train_dataset=broken)
+
+
+def test_pin_memory_is_off_without_cuda(tmp_path):
+    args = make_args(tmp_path)
+    assert args.dataloader_pin_memory is torch.cuda.is_available()
