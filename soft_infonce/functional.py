@@ -21,7 +21,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from . import _kernels
 from ._checks import check_number, check_same_shape, check_tensor
+from ._kernels import positive_mask as _positive_mask
 
 __all__ = [
     "bce_soft_label_loss",
@@ -113,12 +115,6 @@ def default_labels(
     return labels.to(device=scores.device, dtype=torch.long)
 
 
-def _positive_mask(shape: torch.Size | tuple[int, ...], labels: torch.Tensor) -> torch.Tensor:
-    mask = torch.zeros(shape, dtype=torch.bool, device=labels.device)
-    mask[torch.arange(shape[0], device=labels.device), labels] = True
-    return mask  # (N, M), True at each row's positive
-
-
 def _check_temperature(temperature: float) -> None:
     check_number(temperature, "temperature", low=0.0, low_open=True)
 
@@ -198,18 +194,7 @@ def negative_weights(
     check_scores(similarity, "similarity")
     _check_temperature(temperature)
     mask = _positive_mask(similarity.shape, default_labels(similarity, positives, "positives"))
-    num_negatives = similarity.shape[1] - 1
-    # sum_k p_ik = 1 after the softmax, so Eq. 4's denominator is one number for every row.
-    denominator = beta - alpha / num_negatives
-    if denominator <= 0:
-        raise ValueError(
-            f"beta - alpha / (M - 1) must be > 0 for the weights to be defined, got "
-            f"beta={beta!r}, alpha={alpha!r}, M - 1={num_negatives} negatives: use a larger "
-            f"batch or a smaller alpha"
-        )
-    p = _softmax_over_negatives(similarity, temperature, mask)  # (N, M), 0 at positives
-    weights = ((beta - alpha * p) / denominator).clamp_min(min_weight)
-    return weights.masked_fill(mask, 1.0)
+    return _kernels.negative_weights(similarity, alpha, beta, temperature, min_weight, mask)
 
 
 @torch.no_grad()

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from numbers import Integral
 from typing import Any, Literal
 
+from .. import _kernels as kernels
 from .. import functional as SF
 from ..estimators.base import WeightEstimator
 from ..presets import check_number, resolve
-from . import kernels
 from .base import ContrastiveLoss
 
 logger = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 import torch
 
+from .. import _kernels as kernels
 from .. import functional as SF
 from ..estimators.base import WeightEstimator
 from ..presets import PRESETS, check_number, resolve
-from . import kernels
 from .base import ContrastiveLoss
 
 logger = logging.getLogger(__name__)

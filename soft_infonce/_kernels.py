@@ -1,4 +1,4 @@
-"""The loss modules' maths on the training path: no value scans, no host syncs.
+"""The maths of the losses, unchecked: no value scans, no host syncs.
 
 :mod:`soft_infonce.functional` is the public, checked form of the same equations (it scans
 every input for NaN/inf, which costs a device-to-host sync per check). The modules check
