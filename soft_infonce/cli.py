@@ -5,8 +5,10 @@ Index a code base with a trained model, then search it::
     soft-infonce index src/ lib/ --model my-model/ --out my-index/
     soft-infonce search my-index/ "read a json file" -k 10
 
-``soft-infonce train ...`` runs the fine-tuning script ``examples/run_codesearch.py`` with the
-same arguments (from a source checkout).
+Fine-tune a model (:mod:`soft_infonce.train`; ``examples/run_codesearch.py`` in a checkout is
+the same command)::
+
+    soft-infonce train --help
 """
 
 from __future__ import annotations
@@ -15,16 +17,12 @@ import argparse
 import json
 import logging
 import os
-import runpy
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger("soft_infonce.cli")
-
-_TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "run_codesearch.py"
 
 
 def _version() -> str:
@@ -111,9 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "train",
-        help="fine-tune a model (runs examples/run_codesearch.py; see its --help)",
+        help="fine-tune a model (`soft-infonce train --help` lists its options)",
         description="Fine-tune a code-search bi-encoder with Soft-InfoNCE: every argument is "
-        "passed to examples/run_codesearch.py (`soft-infonce train --help` prints its options).",
+        "passed to soft_infonce.train (`soft-infonce train --help` prints its options).",
         add_help=False,
     )
     # fmt: on
@@ -155,17 +153,9 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _train(argv: list[str]) -> int:
-    if not _TRAIN_SCRIPT.is_file():
-        raise SystemExit(
-            "soft-infonce train runs examples/run_codesearch.py, which is only in a source "
-            "checkout of soft-infonce; this installation has no such file."
-        )
-    saved = sys.argv
-    sys.argv = [str(_TRAIN_SCRIPT), *argv]  # the script parses sys.argv in its main()
-    try:
-        runpy.run_path(str(_TRAIN_SCRIPT), run_name="__main__")
-    finally:
-        sys.argv = saved
+    from soft_infonce.train import main as train
+
+    train(argv, prog="soft-infonce train")  # parses argv itself (HfArgumentParser)
     return 0
 
 

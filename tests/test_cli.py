@@ -98,11 +98,9 @@ def test_python_dash_m(built: dict[str, Path]) -> None:
     assert result.stdout.split()[1:] == [f"{hit.path}:{hit.line}", hit.name]
 
 
-def test_train_runs_the_example_script(capsys: pytest.CaptureFixture) -> None:
-    if not (ROOT / "examples" / "run_codesearch.py").is_file():
-        pytest.skip("needs a source checkout")
+def test_train_runs_the_packaged_training_command(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert text.startswith("usage: run_codesearch.py") and "--model_name_or_path" in text
+    assert text.startswith("usage: soft-infonce train") and "--model_name_or_path" in text
