@@ -30,6 +30,7 @@ Run (5-10 minutes on 2 busy cores; the batch-1024 step alone embeds 2,048 texts 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -47,14 +48,17 @@ from loss_kernel import RESULTS, machine, peak_allocated  # noqa: E402
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "csn-ruby" / "valid.jsonl"
 
 
+@functools.lru_cache(maxsize=1)
+def _ruby() -> list[dict[str, str]]:
+    from soft_infonce.data import load_code_text
+
+    pairs = load_code_text(DATA, use_tokens=False)  # raw docstring / code, blanks skipped
+    return [{"query": row["query"], "code": row["code"]} for row in pairs]
+
+
 def ruby_pairs(n: int, offset: int = 0) -> list[dict[str, str]]:
     """``n`` (docstring, code) pairs of CodeSearchNet-Ruby's validation split, read in place."""
-    pairs = []
-    with open(DATA, encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            if record["docstring"].strip() and record["code"].strip():
-                pairs.append({"query": record["docstring"], "code": record["code"]})
+    pairs = _ruby()
     if offset + n > len(pairs):
         raise ValueError(f"asked for {n} pairs from {offset}, the file has {len(pairs)}")
     return pairs[offset : offset + n]

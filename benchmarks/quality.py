@@ -50,8 +50,10 @@ from soft_infonce.trainer import (  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-RUNS = ("infonce,soft:bm25,soft:simcse,soft:trained,bce:bm25,weighted_infonce:bm25,kl:bm25,"
-        "false_negative_cancellation:bm25")
+RUNS = (
+    "infonce,soft:bm25,soft:simcse,soft:trained,bce:bm25,weighted_infonce:bm25,kl:bm25,"
+    "false_negative_cancellation:bm25"
+)
 logger = logging.getLogger("quality")
 
 
@@ -65,15 +67,19 @@ def load_model() -> BiEncoder:
     return BiEncoder.from_pretrained(model_path(), pooling="mean", normalize=True, scale=20.0)
 
 
-def experiments(seed: int) -> dict:
-    """name -> (training pairs, test RetrievalSet)."""
-    mined = D.mine_pairs(D.default_corpus(), seed=0, show_progress=False)
-    cosqa = D.load_cosqa_retrieval(DATA / "cosqa" / "cosqa-retrieval-dev-500.json",
-                                   DATA / "cosqa" / "code_idx_map.txt")
-    ruby = D.load_code_text(DATA / "csn-ruby" / "valid.jsonl")
-    ruby_test = D.pairs_to_retrieval_set(ruby.select(range(1000, len(ruby))), name="ruby")
-    return {"stdlib->cosqa": (mined["train"], cosqa),
-            "ruby": (ruby.select(range(1000)), ruby_test)}
+def experiment(name: str) -> tuple:
+    """(training pairs, test RetrievalSet) of experiment ``name``; only its data is read."""
+    if name == "stdlib->cosqa":
+        mined = D.mine_pairs(D.default_corpus(), seed=0, show_progress=False)
+        cosqa = D.load_cosqa_retrieval(
+            DATA / "cosqa" / "cosqa-retrieval-dev-500.json", DATA / "cosqa" / "code_idx_map.txt"
+        )
+        return mined["train"], cosqa
+    if name == "ruby":
+        ruby = D.load_code_text(DATA / "csn-ruby" / "valid.jsonl")
+        test = D.pairs_to_retrieval_set(ruby.select(range(1000, len(ruby))), name="ruby")
+        return ruby.select(range(1000)), test
+    raise ValueError(f"experiments must name 'stdlib->cosqa' and/or 'ruby', got {name!r}")
 
 
 def ranks_of(model: BiEncoder, test, args) -> torch.Tensor:
@@ -89,22 +95,32 @@ def estimator_for(name: str, infonce_model: BiEncoder | None, args):
         return EmbeddingEstimator(model_path())
     if infonce_model is None:
         raise SystemExit("soft:trained needs the infonce run of the same seed first")
-    return TrainedModelEstimator(infonce_model, max_query_length=args.max_query_length,
-                                 max_code_length=args.max_code_length)
+    return TrainedModelEstimator(
+        infonce_model, max_query_length=args.max_query_length, max_code_length=args.max_code_length
+    )
 
 
 def train_one(spec: str, train, seed: int, args, infonce_model, out: Path) -> BiEncoder:
     loss_name, _, est_name = spec.partition(":")
     est_name = est_name or "uniform"
     targs = SoftInfoNCETrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate, max_steps=args.steps,
+        output_dir=str(out),
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_steps=args.steps,
         warmup_steps=max(1, args.steps // 10),
-        save_strategy="no", eval_strategy="no", logging_steps=max(1, args.steps // 5),
-        report_to="none", seed=seed, loss=loss_name, estimator=est_name,
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=max(1, args.steps // 5),
+        report_to="none",
+        seed=seed,
+        loss=loss_name,
+        estimator=est_name,
         estimator_model="in-memory" if est_name in ("simcse", "trained") else None,
-        max_query_length=args.max_query_length, max_code_length=args.max_code_length,
-        disable_tqdm=True, use_cpu=True,
+        max_query_length=args.max_query_length,
+        max_code_length=args.max_code_length,
+        disable_tqdm=True,
+        use_cpu=True,
     )
     set_seed(seed)
     model = load_model()
@@ -131,8 +147,11 @@ def summarise(results: dict) -> dict:
         for spec, per_seed in runs.items():
             seeds = sorted(per_seed)
             mrrs = [per_seed[s]["mrr"] for s in seeds]
-            row = {"mrr_mean": float(np.mean(mrrs)), "mrr_std": float(np.std(mrrs, ddof=1))
-                   if len(mrrs) > 1 else 0.0, "seeds": len(mrrs)}
+            row = {
+                "mrr_mean": float(np.mean(mrrs)),
+                "mrr_std": float(np.std(mrrs, ddof=1)) if len(mrrs) > 1 else 0.0,
+                "seeds": len(mrrs),
+            }
             if base and spec != "infonce":
                 common = [s for s in seeds if s in base]
                 if common:
@@ -165,10 +184,12 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     results = json.loads(out.read_text()) if out.exists() else {}
     results.setdefault("runs", {})
-    results["settings"] = vars(args) | {"model": "all-MiniLM-L6-v2 (mean, cosine x 20)",
-                                        "device": f"cpu ({os.cpu_count()} cores)"}
+    results["settings"] = vars(args) | {
+        "model": "all-MiniLM-L6-v2 (mean, cosine x 20)",
+        "device": f"cpu ({os.cpu_count()} cores)",
+    }
     specs = [s.strip() for s in args.runs.split(",") if s.strip()]
-    data = experiments(0)
+    data = {exp: experiment(exp) for exp in args.experiments.split(",")}
     for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: partial runs stay paired
         for exp in args.experiments.split(","):
             train, test = data[exp]
@@ -182,19 +203,28 @@ def main() -> None:
                 if spec == "zero-shot":  # the encoder before fine-tuning, same lengths
                     model = load_model()
                 else:
-                    model = train_one(spec, train, seed, args, infonce_model,
-                                      Path("/tmp/quality"))
+                    model = train_one(spec, train, seed, args, infonce_model, Path("/tmp/quality"))
                 if spec == "infonce":
                     infonce_model = model
                 ranks = ranks_of(model, test, args)
                 rr = 1.0 / ranks.double().numpy()
                 metrics = retrieval_metrics(ranks)
-                entry = {"mrr": float(rr.mean()), "recall@1": metrics["recall@1"],
-                         "recall@10": metrics["recall@10"], "seconds": time.time() - t0,
-                         "rr": rr.tolist()}
+                entry = {
+                    "mrr": float(rr.mean()),
+                    "recall@1": metrics["recall@1"],
+                    "recall@10": metrics["recall@10"],
+                    "seconds": time.time() - t0,
+                    "rr": rr.tolist(),
+                }
                 results["runs"].setdefault(exp, {}).setdefault(spec, {})[str(seed)] = entry
-                logger.info("%s seed %d %-36s MRR %.4f (%.0f s)", exp, seed, spec, entry["mrr"],
-                            entry["seconds"])
+                logger.info(
+                    "%s seed %d %-36s MRR %.4f (%.0f s)",
+                    exp,
+                    seed,
+                    spec,
+                    entry["mrr"],
+                    entry["seconds"],
+                )
                 results["summary"] = summarise(results)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(results))
@@ -212,8 +242,13 @@ def plot(summary: dict, path: Path) -> None:
     for ax, (exp, rows) in zip(axes[0], summary.items()):
         names = list(rows)
         means = [rows[n]["mrr_mean"] for n in names]
-        ax.bar(range(len(names)), means, yerr=[rows[n]["mrr_std"] for n in names], capsize=3,
-               color=["tab:gray" if n in ("infonce", "zero-shot") else "tab:blue" for n in names])
+        ax.bar(
+            range(len(names)),
+            means,
+            yerr=[rows[n]["mrr_std"] for n in names],
+            capsize=3,
+            color=["tab:gray" if n in ("infonce", "zero-shot") else "tab:blue" for n in names],
+        )
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
         low = min(means)
         ax.set_ylim(low - 0.03, max(means) + 0.02)
@@ -228,9 +263,11 @@ def report(results: dict, png: Path | None) -> None:
     print(f"\n{'experiment':<16}{'run':<38}{'MRR mean':>10}{'std':>8}{'delta':>9}{'p':>8}")
     for exp, rows in results["summary"].items():
         for spec, row in rows.items():
-            print(f"{exp:<16}{spec:<38}{row['mrr_mean']:>10.4f}{row['mrr_std']:>8.4f}"
-                  f"{row.get('delta_vs_infonce', float('nan')):>9.4f}"
-                  f"{row.get('p_value', float('nan')):>8.4f}")
+            print(
+                f"{exp:<16}{spec:<38}{row['mrr_mean']:>10.4f}{row['mrr_std']:>8.4f}"
+                f"{row.get('delta_vs_infonce', float('nan')):>9.4f}"
+                f"{row.get('p_value', float('nan')):>8.4f}"
+            )
     if png is not None:
         plot(results["summary"], png)
 

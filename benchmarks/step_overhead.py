@@ -17,15 +17,15 @@ text already in the cache (``precompute``, or any epoch after the first).
 
 Each round takes a fresh batch and runs every variant on it, in an order rotated each round
 (ABC.., BCA.., ...); a variant's ratio in a round is its step time over InfoNCE's in that
-round, and the reported ratio is the median over rounds. Every variant first runs one
-uncounted warm-up step. Two clocks: the process's CPU time (``time.process_time``, both
+round, and the reported ratio is the median over rounds (the JSON keeps the load average after
+each round). Every variant first runs one uncounted warm-up step. Two clocks: the process's CPU time (``time.process_time``, both
 threads; idle OpenMP threads sleep, ``OMP_WAIT_POLICY=PASSIVE``), which other processes on a
 shared machine barely disturb, and wall time. ``loss CPU s`` is the CPU time inside the loss
 call (scores, estimator, weights, cross-entropy): the only code that differs between the
 variants, so ``1 + (loss CPU s - InfoNCE's loss CPU s) / InfoNCE's step CPU s`` (the
 ``attributed`` ratio) is the overhead with the least noise.
 
-Run (about 10 minutes on 2 shared cores)::
+Run (4-16 minutes on 2 shared cores, with the load)::
 
     python benchmarks/step_overhead.py
     python benchmarks/step_overhead.py --rounds 2 --variants infonce,bm25/cached  # smoke
@@ -162,12 +162,14 @@ def main() -> None:
         train_step(model, optimizer, losses[name], warm_up)
     records: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     info = machine()
+    info["load_average_per_round"] = []
     start = time.perf_counter()
     for r, batch in enumerate(batches):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             prepare(losses[name], name, batch)
             records[name].append(train_step(model, optimizer, losses[name], batch))
+        info["load_average_per_round"].append(os.getloadavg()[0])
         print(f"round {r + 1}/{args.rounds} done ({time.perf_counter() - start:.0f} s)", flush=True)
     report(args, names, records, time.perf_counter() - start, info)
 
