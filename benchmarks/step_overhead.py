@@ -18,12 +18,13 @@ text already in the cache (``precompute``, or any epoch after the first).
 Each round takes a fresh batch and runs every variant on it, in an order rotated each round
 (ABC.., BCA.., ...); a variant's ratio in a round is its step time over InfoNCE's in that
 round, and the reported ratio is the median over rounds (the JSON keeps the load average after
-each round). Every variant first runs one uncounted warm-up step. Two clocks: the process's CPU time (``time.process_time``, both
-threads; idle OpenMP threads sleep, ``OMP_WAIT_POLICY=PASSIVE``), which other processes on a
-shared machine barely disturb, and wall time. ``loss CPU s`` is the CPU time inside the loss
-call (scores, estimator, weights, cross-entropy): the only code that differs between the
-variants, so ``1 + (loss CPU s - InfoNCE's loss CPU s) / InfoNCE's step CPU s`` (the
-``attributed`` ratio) is the overhead with the least noise.
+each round). Every variant first runs one uncounted warm-up step. Two clocks: the process's
+CPU time (``time.process_time``, both threads; idle OpenMP threads sleep,
+``OMP_WAIT_POLICY=PASSIVE``), which other processes on a shared machine barely disturb, and
+wall time. ``loss CPU s`` is the CPU time inside the loss call (scores, estimator, weights,
+cross-entropy): the only code that differs between the variants, so
+``1 + (loss CPU s - InfoNCE's loss CPU s) / InfoNCE's step CPU s`` (the ``attributed`` ratio)
+is the overhead with the least noise.
 
 Run (4-16 minutes on 2 shared cores, with the load)::
 
