@@ -6,7 +6,7 @@ cosines at ``t = 0.1``), forward + backward of
 * ``library``: :func:`soft_infonce.negative_weights` then :func:`soft_infonce.soft_infonce_loss`
   (cross-entropy on ``s + log w``, inputs scanned for NaN/inf: the public, checked API);
 * ``module``: what :class:`soft_infonce.SoftInfoNCELoss` runs on the training path,
-  ``loss_from_scores``: the sync-free kernels of :mod:`soft_infonce.losses.kernels` (no value
+  ``loss_from_scores``: the sync-free kernels of :mod:`soft_infonce._kernels` (no value
   scans) plus the weight statistics it records as 0-d tensors;
 * ``naive``: Eq. 4 then Eq. 3 as written (explicit ``exp``, weighted sum, ``log``), below.
 
@@ -66,7 +66,7 @@ _MODULE = SoftInfoNCELoss(alpha=ALPHA, beta=BETA, temperature=TEMPERATURE, min_w
 
 
 def module_soft_infonce(scores: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
-    """The loss module's training path: the sync-free kernels of ``soft_infonce.losses.kernels``
+    """The loss module's training path: the sync-free kernels of ``soft_infonce._kernels``
     (mask, Eq. 4, Eq. 3) plus the weight statistics it records, as 0-d tensors, every call."""
     labels = torch.arange(scores.shape[0], device=scores.device)
     return _MODULE.loss_from_scores(scores, similarity, labels)
