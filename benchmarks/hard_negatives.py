@@ -1,0 +1,367 @@
+"""Hard negatives: does Soft-InfoNCE beat InfoNCE once the negatives are mined (issue 11, part 4)?
+
+Every loss is trained on the same pairs with the same negatives: in-batch only (``none``), or
+k = 1 / 3 mined hard negatives per query (``bm25:k``: BM25 over the training codes; ``dense:k``:
+the zero-shot encoder), mined once per experiment from the training pool (k = 1 is the first
+column of k = 3). Model: the offline all-MiniLM-L6-v2 (mean, cosine x 20), AdamW, linear decay.
+Data (``quality.experiments``): ``ruby`` (train on the first 1,000 pairs of csn-ruby/valid.jsonl,
+test on the other 400) and ``stdlib->cosqa`` (train on pairs mined from the standard library, test
+on CoSQA dev, 500 queries x 6,267 codes). A validation split (``--valid-fraction`` of the training
+pairs, seed 0) picks the epoch: each run keeps the weights of its best validation MRR, and only
+that model sees the test set. Reported per (experiment, negatives, loss): mean and std of test
+MRR over seeds, and a paired sign-flip test against InfoNCE **with the same negatives** (and
+against the best InfoNCE overall). Results go to ``benchmarks/results/hard_negatives.json`` after
+every run (an interrupted grid resumes), plus a PNG.
+
+    python benchmarks/hard_negatives.py --experiments ruby --negatives none,bm25:3 \\
+        --runs infonce,soft:bm25,soft:trained,false_negative_cancellation:bm25    # reduced grid
+    python benchmarks/hard_negatives.py --seeds 0 --epochs 1 --max-train-pairs 64 \\
+        --experiments ruby --negatives none,bm25:1 --runs infonce,soft:bm25          # smoke run
+    python benchmarks/hard_negatives.py --report-only
+
+Cost (measured, batch 32, query 32 / code 64 tokens, MiniLM; a 2-core machine shared by 8 jobs
+ran a step in 7 s at k = 0 and 19 s at k = 3, about 2.5x less when idle, so ~2.8 s / ~7.6 s;
+k = 1 ~4.5 s). One epoch is 28 steps on Ruby (900 pairs) and 87 on stdlib (2,804 pairs); test
+evaluation is ~10 s (Ruby) and ~90 s (CoSQA, 6,267 codes). The full grid (2 experiments x 5
+negative settings x 8 losses x 3 seeds x 4 epochs = 240 runs) is ~65 h on an idle 2-core machine
+and ~2-3 h on one GPU (a MiniLM step there is well under 0.1 s; evaluation and Python dominate).
+Reduced grid for ~60 min idle on 2 cores: Ruby only, negatives ``none`` and ``bm25:3``, 4 losses
+(infonce, soft:bm25, soft:trained, false_negative_cancellation:bm25), 3 seeds, 2 epochs of 448
+pairs (``--max-train-pairs 448``, 14 steps per epoch): 24 runs x 28 steps = 336 steps at 2.8-7.6 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark quality.py
+import numpy as np  # noqa: E402
+import quality  # noqa: E402
+import torch  # noqa: E402
+from hard_negatives_report import report, summarise  # noqa: E402
+from transformers import TrainerCallback, set_seed  # noqa: E402
+
+from soft_infonce import data as D  # noqa: E402
+from soft_infonce.evaluation import retrieval_metrics  # noqa: E402
+from soft_infonce.trainer import (  # noqa: E402
+    LOSSES,
+    SoftInfoNCETrainer,
+    SoftInfoNCETrainingArguments,
+    build_loss,
+)
+
+ROOT = quality.ROOT
+RUNS = "infonce,soft:bm25,soft:simcse,soft:trained,false_negative_cancellation:bm25"
+NEGATIVES = "none,bm25:1,bm25:3,dense:1,dense:3"
+ESTIMATORS = ("bm25", "simcse", "trained", "uniform")
+MINERS = ("bm25", "dense", "bm25-pp", "dense-pp")
+logger = logging.getLogger("hard_negatives")
+load_model = quality.load_model  # module attributes, so a test can swap in a tiny model
+
+
+def parse_negatives(text: str) -> list[tuple[str, str, int]]:
+    """``"none,bm25:3"`` -> ``[("none", "none", 0), ("bm25:3", "bm25", 3)]``, checked.
+
+    Methods: ``bm25``, ``dense`` (the zero-shot encoder), and ``bm25-pp`` / ``dense-pp``: the
+    same with NV-Retriever's positive-aware filter (``relative_margin=0.05``: a candidate
+    scoring within 5% of the positive is dropped as a likely false negative).
+    """
+    out = []
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        method, _, k = item.partition(":")
+        if item == "none":
+            out.append((item, "none", 0))
+        elif method in MINERS and k.isdigit() and int(k) >= 1:
+            out.append((item, method, int(k)))
+        else:
+            raise SystemExit(
+                f"--negatives: expected none or METHOD:K with METHOD in {MINERS}, got {item!r}"
+            )
+    return out
+
+
+def parse_runs(text: str) -> list[str]:
+    """Check every ``loss[:estimator]`` before any work (a typo must not cost an hour)."""
+    specs = [s.strip() for s in text.split(",") if s.strip()]
+    for spec in specs:
+        loss, _, est = spec.partition(":")
+        if spec == "zero-shot" or spec == "infonce":
+            continue
+        if loss not in LOSSES or loss == "infonce" or est not in ESTIMATORS:
+            raise SystemExit(
+                f"--runs: {spec!r} is not zero-shot, infonce or LOSS:ESTIMATOR with "
+                f"LOSS in {LOSSES[1:]} and ESTIMATOR in {ESTIMATORS}"
+            )
+    return specs
+
+
+def load_data(args) -> dict:
+    """name -> (train, valid, test): the validation split is carved from the training pairs."""
+    data = {}
+    for exp, (pairs, test) in quality.experiments(0).items():
+        pairs = pairs.select_columns(["query", "code"]).shuffle(seed=0)
+        n_valid = max(2, round(args.valid_fraction * len(pairs)))
+        valid = D.pairs_to_retrieval_set(pairs.select(range(n_valid)), name=f"{exp}-valid")
+        train = pairs.select(range(n_valid, len(pairs)))
+        if args.max_train_pairs:
+            train = train.select(range(min(args.max_train_pairs, len(train))))
+        data[exp] = (train, valid, test)
+    return data
+
+
+def mine(train, method: str, k: int, args):
+    """The training pairs with ``negatives``/``negative_queries`` mined from the training pool."""
+    from soft_infonce.data import mine_hard_negatives
+
+    base, _, filtered = method.partition("-")
+    options = {"relative_margin": 0.05} if filtered else {}
+    if base == "dense":
+        options |= {
+            "model": load_model(),
+            "max_query_length": args.max_query_length,
+            "max_code_length": args.max_code_length,
+        }
+    return mine_hard_negatives(train, k, method=base, seed=0, show_progress=False, **options)
+
+
+def take_negatives(mined, k: int):
+    """The first ``k`` mined negatives of every row (nested settings: k = 1 within k = 3)."""
+    return mined.map(
+        lambda row: {
+            "negatives": row["negatives"][:k],
+            "negative_queries": row["negative_queries"][:k],
+        }
+    )
+
+
+def check_candidates(trainer, train) -> None:
+    """Refuse to run when the library would silently drop the mined negatives."""
+    k = len(train[0]["negatives"]) if "negatives" in train.column_names else 0
+    batch = trainer.data_collator([train[0], train[1]])
+    rows = next(
+        v.shape[0]
+        for key, v in batch.items()
+        if key.startswith("code_") and isinstance(v, torch.Tensor)
+    )
+    if rows != 2 * (1 + k) or (k and len(batch.get("candidate_queries") or []) != rows):
+        raise SystemExit(
+            f"the collator gave {rows} candidate codes for 2 queries with k={k} "
+            f"negatives (expected {2 * (1 + k)}, with candidate_queries): this "
+            "soft_infonce has no hard-negative path yet"
+        )
+
+
+class KeepBest(TrainerCallback):
+    """Keep the weights of the best validation MRR and time the training steps."""
+
+    def __init__(self, model) -> None:
+        self.model, self.best, self.weights, self.history = model, -math.inf, None, []
+        self.step_seconds: list[float] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step_seconds.append(time.perf_counter() - self._t0)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        mrr = float(metrics["eval_mrr"])
+        self.history.append({"epoch": round(float(state.epoch or 0), 3), "valid_mrr": mrr})
+        if mrr > self.best:
+            self.best, self.best_epoch = mrr, float(state.epoch or 0)
+            self.weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+
+def train_one(spec: str, train, valid, seed: int, args, infonce_model):
+    loss_name, _, est_name = spec.partition(":")
+    est_name = est_name or "uniform"
+    steps_per_epoch = len(train) // args.batch_size
+    if steps_per_epoch < 1:
+        raise SystemExit(f"{len(train)} training pairs give no batch of {args.batch_size}")
+    targs = SoftInfoNCETrainingArguments(
+        output_dir="/tmp/hard_negatives",
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=args.learning_rate,
+        num_train_epochs=args.epochs,
+        warmup_steps=max(1, steps_per_epoch * args.epochs // 10),
+        eval_strategy="steps",
+        eval_steps=max(1, steps_per_epoch // args.evals_per_epoch),
+        save_strategy="no",
+        logging_steps=max(1, steps_per_epoch // 4),
+        report_to="none",
+        seed=seed,
+        loss=loss_name,
+        estimator=est_name,
+        estimator_model="in-memory" if est_name in ("simcse", "trained") else None,
+        max_query_length=args.max_query_length,
+        max_code_length=args.max_code_length,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    set_seed(seed)
+    model = load_model()
+    estimator = None
+    if loss_name != "infonce":
+        estimator = quality.estimator_for(est_name, infonce_model, args)
+    loss = build_loss(targs, estimator, scale=model.scale)
+    keep = KeepBest(model)
+    trainer = SoftInfoNCETrainer(
+        model, targs, train_dataset=train, eval_dataset=valid, loss=loss, callbacks=[keep]
+    )
+    check_candidates(trainer, train)
+    trainer.train()
+    model.load_state_dict(keep.weights)
+    stats: dict[str, list[float]] = {}
+    for row in trainer.state.log_history:
+        if "loss" in row:
+            for key, value in row.items():
+                if key not in ("loss", "learning_rate", "grad_norm", "epoch", "step"):
+                    stats.setdefault(key, []).append(float(value))
+    info = {
+        "best_epoch": keep.best_epoch,
+        "valid_mrr": keep.best,
+        "valid_curve": keep.history,
+        "steps": len(keep.step_seconds),
+        "train_pairs": len(train),
+        "step_seconds": float(np.median(keep.step_seconds)) if keep.step_seconds else None,
+        "weights": {k: float(np.mean(v)) for k, v in stats.items()},
+    }
+    return model, info
+
+
+def save(results: dict, out: Path) -> None:
+    results["summary"] = summarise(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results))
+    tmp.replace(out)  # never a half-written file
+
+
+def run_grid(args, results: dict, out: Path) -> None:
+    specs, negatives = parse_runs(args.runs), parse_negatives(args.negatives)
+    data = load_data(args)
+    exps = [e.strip() for e in args.experiments.split(",") if e.strip()]
+    unknown = [e for e in exps if e not in data]
+    if unknown:
+        raise SystemExit(f"--experiments: unknown {unknown}, expected some of {list(data)}")
+    mined: dict[tuple[str, str], object] = {}
+    for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: partial grids stay paired
+        for exp in exps:
+            train, valid, test = data[exp]
+            for neg, method, k in negatives:
+                recorded = results["runs"].get(exp, {}).get(neg, {})
+                todo = [
+                    s
+                    for s in specs
+                    if str(seed) not in recorded.get(s, {})
+                    and not (s == "zero-shot" and (neg != "none" or recorded.get(s)))
+                ]
+                if "soft:trained" in todo and "infonce" not in todo:
+                    todo.insert(0, "infonce")  # retrained (same seed and negatives) as estimator
+                if not todo:
+                    continue
+                train_k = train
+                if method != "none":
+                    if (exp, method) not in mined:
+                        t0 = time.time()
+                        mined[exp, method] = mine(
+                            train, method, max(kk for _, m, kk in negatives if m == method), args
+                        )
+                        results.setdefault("mining_seconds", {})[f"{exp}/{method}"] = (
+                            time.time() - t0
+                        )
+                    train_k = take_negatives(mined[exp, method], k)
+                infonce_model = None
+                for spec in todo:
+                    t0 = time.time()
+                    info: dict = {}
+                    if spec == "zero-shot":
+                        model = load_model()
+                    else:
+                        model, info = train_one(spec, train_k, valid, seed, args, infonce_model)
+                    if spec == "infonce":
+                        infonce_model = model
+                        if str(seed) in recorded.get(spec, {}):
+                            continue  # only retrained for soft:trained
+                    ranks = quality.ranks_of(model, test, args)
+                    rr = 1.0 / ranks.double().numpy()
+                    metrics = retrieval_metrics(ranks)
+                    entry = {
+                        "mrr": float(rr.mean()),
+                        "recall@1": metrics["recall@1"],
+                        "recall@10": metrics["recall@10"],
+                        "seconds": time.time() - t0,
+                        **info,
+                        "rr": rr.tolist(),
+                    }
+                    results["runs"].setdefault(exp, {}).setdefault(neg, {}).setdefault(spec, {})[
+                        str(seed)
+                    ] = entry
+                    logger.info(
+                        "%s %s seed %d %-34s MRR %.4f (epoch %s, %.0f s, %s s/step)",
+                        exp,
+                        neg,
+                        seed,
+                        spec,
+                        entry["mrr"],
+                        info.get("best_epoch"),
+                        entry["seconds"],
+                        info.get("step_seconds"),
+                    )
+                    save(results, out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--runs",
+        default=RUNS,
+        help="Comma-separated: zero-shot, infonce, "
+        "LOSS:ESTIMATOR (e.g. soft:bm25, false_negative_cancellation:bm25).",
+    )
+    parser.add_argument("--negatives", default=NEGATIVES, help="none, bm25:K, dense:K.")
+    parser.add_argument("--experiments", default="ruby,stdlib->cosqa")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", type=float, default=4)
+    parser.add_argument("--evals-per-epoch", type=int, default=1)
+    parser.add_argument("--max-train-pairs", type=int, default=None)
+    parser.add_argument("--valid-fraction", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--max-query-length", type=int, default=32)
+    parser.add_argument("--max-code-length", type=int, default=64)
+    parser.add_argument("--output", default=str(ROOT / "benchmarks/results/hard_negatives.json"))
+    parser.add_argument("--report-only", action="store_true", help="Print and plot saved results.")
+    args = parser.parse_args(argv)
+    out = Path(args.output)
+    if args.report_only:
+        report(json.loads(out.read_text()), out.with_suffix(".png"))
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(os.cpu_count() or 1)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results.setdefault("runs", {})
+    results["settings"] = vars(args) | {
+        "model": "all-MiniLM-L6-v2 (mean, cosine x 20)",
+        "device": f"cpu ({os.cpu_count()} cores)",
+        "load_average_start": os.getloadavg(),
+    }
+    run_grid(args, results, out)
+    results["settings"]["load_average_end"] = os.getloadavg()
+    save(results, out)
+    report(results, out.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()
