@@ -143,7 +143,7 @@ def test_grid_writes_pairs_by_negatives_resumes_and_reports(tiny, capsys):
 
 
 def test_bad_settings_are_refused_before_any_work():
-    with pytest.raises(SystemExit, match="bm25:K"):
+    with pytest.raises(SystemExit, match="METHOD:K"):
         hn.parse_negatives("none,bm25")
     with pytest.raises(SystemExit, match="soft:bm52"):
         hn.parse_runs("infonce,soft:bm52")
