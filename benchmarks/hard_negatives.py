@@ -62,7 +62,9 @@ from soft_infonce.trainer import (  # noqa: E402
 ROOT = quality.ROOT
 RUNS = "infonce,soft:bm25,soft:simcse,soft:trained,false_negative_cancellation:bm25"
 NEGATIVES = "none,bm25:1,bm25:3,dense:1,dense:3"
-ESTIMATORS = ("bm25", "simcse", "trained", "uniform")
+TRAINER_ESTIMATORS = ("bm25", "simcse", "trained", "uniform")
+#: pa-*: PositiveAwareEstimator over a teacher; self: SelfGuidedEstimator; +cal: calibrated t.
+ESTIMATORS = (*TRAINER_ESTIMATORS, "pa-bm25", "pa-trained", "self")
 MINERS = ("bm25", "dense", "bm25-pp", "dense-pp")
 logger = logging.getLogger("hard_negatives")
 load_model = quality.load_model  # module attributes, so a test can swap in a tiny model
@@ -96,10 +98,11 @@ def parse_runs(text: str) -> list[str]:
         loss, _, est = spec.partition(":")
         if spec == "zero-shot" or spec == "infonce":
             continue
-        if loss not in LOSSES or loss == "infonce" or est not in ESTIMATORS:
+        base = est.removesuffix("+cal")
+        if loss not in LOSSES or loss == "infonce" or base not in ESTIMATORS or est == "self+cal":
             raise SystemExit(
                 f"--runs: {spec!r} is not zero-shot, infonce or LOSS:ESTIMATOR with "
-                f"LOSS in {LOSSES[1:]} and ESTIMATOR in {ESTIMATORS}"
+                f"LOSS in {LOSSES[1:]} and ESTIMATOR in {ESTIMATORS} (+cal: calibrated t; not self)"
             )
     return specs
 
@@ -143,21 +146,33 @@ def take_negatives(mined, k: int):
     )
 
 
-def check_candidates(trainer, train) -> None:
-    """Refuse to run when the library would silently drop the mined negatives."""
+def preflight(trainer, train) -> None:
+    """Refuse to train when the library would drop the mined negatives or the loss would fail:
+    collate 4 rows and run the loss (and its estimator) on random embeddings of them."""
     k = len(train[0]["negatives"]) if "negatives" in train.column_names else 0
-    batch = trainer.data_collator([train[0], train[1]])
+    n = min(4, len(train))
+    batch = trainer.data_collator([train[i] for i in range(n)])
     rows = next(
-        v.shape[0]
-        for key, v in batch.items()
-        if key.startswith("code_") and isinstance(v, torch.Tensor)
+        v.shape[0] for key, v in batch.items() if key.startswith("code_") and torch.is_tensor(v)
     )
-    if rows != 2 * (1 + k) or (k and len(batch.get("candidate_queries") or []) != rows):
+    if rows != n * (1 + k) or len(batch.get("candidate_queries") or batch["queries"]) != rows:
         raise SystemExit(
-            f"the collator gave {rows} candidate codes for 2 queries with k={k} "
-            f"negatives (expected {2 * (1 + k)}, with candidate_queries): this "
-            "soft_infonce has no hard-negative path yet"
+            f"the collator gave {rows} candidate codes for {n} queries with k={k} negatives "
+            f"(expected {n * (1 + k)}, with candidate_queries): this soft_infonce has no "
+            "hard-negative path yet"
         )
+    q = torch.nn.functional.normalize(torch.randn(n, 8), dim=-1)
+    c = torch.nn.functional.normalize(torch.randn(rows, 8), dim=-1)
+    try:
+        trainer.loss_fn(
+            q,
+            c,
+            queries=batch["queries"],
+            codes=batch["codes"],
+            candidate_queries=batch.get("candidate_queries"),
+        )
+    except (ValueError, TypeError) as error:
+        raise SystemExit(f"{type(trainer.loss_fn).__name__} cannot run here: {error}") from error
 
 
 class KeepBest(TrainerCallback):
@@ -181,12 +196,67 @@ class KeepBest(TrainerCallback):
             self.weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
 
+def text_batches(train, batch_size: int, count: int) -> list[dict[str, list[str]]]:
+    """Raw-text batches in the collator's layout (positives, then negative columns)."""
+    rows = train.shuffle(seed=0).select(range(min(len(train), batch_size * count)))
+    batches = []
+    for start in range(0, len(rows) - batch_size + 1, batch_size):
+        chunk = rows.select(range(start, start + batch_size))
+        negs = chunk["negatives"] if "negatives" in chunk.column_names else [[]] * batch_size
+        nqs = chunk["negative_queries"] if negs[0] else [[]] * batch_size
+        k = len(negs[0])
+        batches.append(
+            {
+                "queries": list(chunk["query"]),
+                "codes": list(chunk["code"]) + [row[j] for j in range(k) for row in negs],
+                "candidate_queries": list(chunk["query"])
+                + [row[j] for j in range(k) for row in nqs],
+            }
+        )
+    return batches
+
+
+def make_estimator(name: str, infonce_model, args):
+    """(estimator, temperature or None for the preset's) for an estimator name of ``--runs``."""
+    from soft_infonce import estimators as E
+
+    base = name.removesuffix("+cal")
+    temperature = None
+    if base in ("bm25", "simcse", "trained"):
+        estimator = quality.estimator_for(base, infonce_model, args)
+    elif base == "uniform":
+        estimator = E.UniformEstimator()
+    elif base == "self":
+        estimator = E.SelfGuidedEstimator()
+    else:  # pa-bm25, pa-trained: ratios to the positive's score in [0, 2]: a cosine-like t
+        teacher = (
+            E.BM25Estimator(side="query-code")
+            if base == "pa-bm25"
+            else quality.estimator_for("trained", infonce_model, args)
+        )
+        estimator, temperature = E.PositiveAwareEstimator(teacher), 0.1
+    return estimator, temperature
+
+
 def train_one(spec: str, train, valid, seed: int, args, infonce_model):
     loss_name, _, est_name = spec.partition(":")
     est_name = est_name or "uniform"
     steps_per_epoch = len(train) // args.batch_size
     if steps_per_epoch < 1:
         raise SystemExit(f"{len(train)} training pairs give no batch of {args.batch_size}")
+    set_seed(seed)
+    model = load_model()
+    estimator, temperature = None, None
+    if loss_name != "infonce":
+        estimator, temperature = make_estimator(est_name, infonce_model, args)
+        if est_name.endswith("+cal"):  # t from the training batches' softmax spread
+            from soft_infonce.estimators import calibrate_temperature
+
+            temperature = calibrate_temperature(
+                estimator,
+                text_batches(train, args.batch_size, 10),
+                effective_negatives=args.effective_negatives,
+            )
     targs = SoftInfoNCETrainingArguments(
         output_dir="/tmp/hard_negatives",
         per_device_train_batch_size=args.batch_size,
@@ -201,25 +271,21 @@ def train_one(spec: str, train, valid, seed: int, args, infonce_model):
         report_to="none",
         seed=seed,
         loss=loss_name,
-        estimator=est_name,
+        estimator=est_name if est_name in TRAINER_ESTIMATORS else "uniform",
         estimator_model="in-memory" if est_name in ("simcse", "trained") else None,
+        temperature=temperature,
         max_query_length=args.max_query_length,
         max_code_length=args.max_code_length,
         remove_unused_columns=False,
         disable_tqdm=True,
         use_cpu=True,
     )
-    set_seed(seed)
-    model = load_model()
-    estimator = None
-    if loss_name != "infonce":
-        estimator = quality.estimator_for(est_name, infonce_model, args)
     loss = build_loss(targs, estimator, scale=model.scale)
     keep = KeepBest(model)
     trainer = SoftInfoNCETrainer(
         model, targs, train_dataset=train, eval_dataset=valid, loss=loss, callbacks=[keep]
     )
-    check_candidates(trainer, train)
+    preflight(trainer, train)
     trainer.train()
     model.load_state_dict(keep.weights)
     stats: dict[str, list[float]] = {}
@@ -234,6 +300,11 @@ def train_one(spec: str, train, valid, seed: int, args, infonce_model):
         "valid_curve": keep.history,
         "steps": len(keep.step_seconds),
         "train_pairs": len(train),
+        "temperature": getattr(loss, "temperature", None),
+        "loss_config": {
+            k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+            for k, v in loss.get_config_dict().items()
+        },
         "step_seconds": float(np.median(keep.step_seconds)) if keep.step_seconds else None,
         "weights": {k: float(np.mean(v)) for k, v in stats.items()},
     }
@@ -267,7 +338,7 @@ def run_grid(args, results: dict, out: Path) -> None:
                     if str(seed) not in recorded.get(s, {})
                     and not (s == "zero-shot" and (neg != "none" or recorded.get(s)))
                 ]
-                if "soft:trained" in todo and "infonce" not in todo:
+                if any("trained" in s for s in todo) and "infonce" not in todo:
                     todo.insert(0, "infonce")  # retrained (same seed and negatives) as estimator
                 if not todo:
                     continue
@@ -338,6 +409,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-train-pairs", type=int, default=None)
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--effective-negatives",
+        type=float,
+        default=8.0,
+        help="+cal runs: t giving the softmax over negatives this many.",
+    )
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--max-query-length", type=int, default=32)
     parser.add_argument("--max-code-length", type=int, default=64)
