@@ -1,33 +1,42 @@
 """Hard negatives: does Soft-InfoNCE beat InfoNCE once the negatives are mined (issue 11, part 4)?
 
 Every loss is trained on the same pairs with the same negatives: in-batch only (``none``), or
-k = 1 / 3 mined hard negatives per query (``bm25:k``: BM25 over the training codes; ``dense:k``:
-the zero-shot encoder), mined once per experiment from the training pool (k = 1 is the first
-column of k = 3). Model: the offline all-MiniLM-L6-v2 (mean, cosine x 20), AdamW, linear decay.
-Data (``quality.experiments``): ``ruby`` (train on the first 1,000 pairs of csn-ruby/valid.jsonl,
-test on the other 400) and ``stdlib->cosqa`` (train on pairs mined from the standard library, test
-on CoSQA dev, 500 queries x 6,267 codes). A validation split (``--valid-fraction`` of the training
-pairs, seed 0) picks the epoch: each run keeps the weights of its best validation MRR, and only
-that model sees the test set. Reported per (experiment, negatives, loss): mean and std of test
-MRR over seeds, and a paired sign-flip test against InfoNCE **with the same negatives** (and
-against the best InfoNCE overall). Results go to ``benchmarks/results/hard_negatives.json`` after
-every run (an interrupted grid resumes), plus a PNG.
+k mined hard negatives per query (``bm25:k``: BM25 of the query against the training codes;
+``dense:k``: the zero-shot encoder; ``*-pp``: with NV-Retriever's positive-aware filter), mined
+once per experiment from the training pool (k = 1 is the first column of k = 3). Model: the
+offline all-MiniLM-L6-v2 (mean, cosine x 20), AdamW, linear decay, batch 32 queries (so
+M = 32 (1 + k) candidates). Data (``quality.experiments``): ``ruby`` (the first 1,000 pairs of
+csn-ruby/valid.jsonl, tested on the other 400) and ``stdlib->cosqa`` (pairs mined from the
+standard library; CoSQA dev, 500 queries x 6,267 codes). A validation split (``--valid-fraction``
+of the training pairs, seed 0) picks the epoch: each run keeps the weights of its best validation
+MRR, and only that model sees the test set. Reported per (experiment, negatives, loss): mean and
+std of test MRR over seeds, a paired sign-flip test against InfoNCE **with the same negatives**,
+and against the best InfoNCE overall. Results go to ``benchmarks/results/hard_negatives.json``
+after every run (an interrupted grid resumes where it stopped), plus a PNG.
+
+Runs (``--runs``): ``infonce``, ``zero-shot``, ``LOSS:ESTIMATOR`` with the trainer's losses and
+estimators ``bm25``, ``simcse``, ``trained`` (the InfoNCE model of the same seed and negatives),
+``pa-bm25`` / ``pa-trained`` (``PositiveAwareEstimator`` over BM25 query-code / the trained
+model, t = 0.1), ``self`` (``SelfGuidedEstimator``), and a ``+cal`` suffix: t calibrated on 10
+training batches to ``--effective-negatives`` (``calibrate_temperature``).
 
     python benchmarks/hard_negatives.py --experiments ruby --negatives none,bm25:3 \\
-        --runs infonce,soft:bm25,soft:trained,false_negative_cancellation:bm25    # reduced grid
+        --runs infonce,soft:bm25,soft:pa-bm25,false_negative_cancellation:bm25 \\
+        --max-train-pairs 384 --epochs 2                    # the reduced grid (~1 h, 2 idle cores)
     python benchmarks/hard_negatives.py --seeds 0 --epochs 1 --max-train-pairs 64 \\
-        --experiments ruby --negatives none,bm25:1 --runs infonce,soft:bm25          # smoke run
+        --experiments ruby --negatives none,bm25:1 --runs infonce,soft:bm25   # a smoke run
     python benchmarks/hard_negatives.py --report-only
 
-Cost (measured, batch 32, query 32 / code 64 tokens, MiniLM; a 2-core machine shared by 8 jobs
-ran a step in 7 s at k = 0 and 19 s at k = 3, about 2.5x less when idle, so ~2.8 s / ~7.6 s;
-k = 1 ~4.5 s). One epoch is 28 steps on Ruby (900 pairs) and 87 on stdlib (2,804 pairs); test
-evaluation is ~10 s (Ruby) and ~90 s (CoSQA, 6,267 codes). The full grid (2 experiments x 5
-negative settings x 8 losses x 3 seeds x 4 epochs = 240 runs) is ~65 h on an idle 2-core machine
-and ~2-3 h on one GPU (a MiniLM step there is well under 0.1 s; evaluation and Python dominate).
-Reduced grid for ~60 min idle on 2 cores: Ruby only, negatives ``none`` and ``bm25:3``, 4 losses
-(infonce, soft:bm25, soft:trained, false_negative_cancellation:bm25), 3 seeds, 2 epochs of 448
-pairs (``--max-train-pairs 448``, 14 steps per epoch): 24 runs x 28 steps = 336 steps at 2.8-7.6 s.
+Cost, query 32 / code 64 tokens, batch 32. A MiniLM step took 7 s (k = 0) and 19 s (k = 3) on
+this 2-core machine shared by 8 jobs, and 31 s / 60 s at load average 9; idle is ~2.5x faster
+than the first figures: ~2.8 s (k = 0), ~4.6 s (k = 1, by the candidate count), ~7.6 s (k = 3).
+An epoch is 28 steps on Ruby (900 pairs) and 87 on stdlib (2,803 pairs); per run, the validation
+passes, the test pass (~10 s Ruby, ~100 s CoSQA's 6,267 codes) and loading add ~25 s (Ruby) and
+~140 s (stdlib). The full grid (2 experiments x 5 negative settings x 5 losses x 3 seeds x 4
+epochs = 150 runs) is about 55 h on 2 idle cores (89 h with 3 more estimators), and 1-2 h on
+one GPU (a MiniLM step of 32 x 128 candidates is tens of ms there; loading, evaluation and
+Python dominate). The reduced grid above (Ruby, ``none`` and ``bm25:3``, 4 losses, 3 seeds,
+2 epochs of 384 pairs: 24 runs of 24 steps) is ~50 min of steps plus ~10 min of the rest.
 """
 
 from __future__ import annotations
