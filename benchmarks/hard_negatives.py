@@ -164,9 +164,9 @@ def take_negatives(mined, k: int):
 
 def preflight(trainer, train) -> None:
     """Refuse to train when the library would drop the mined negatives or the loss would fail:
-    collate 4 rows and run the loss (and its estimator) on random embeddings of them."""
+    collate one batch and run the loss (and its estimator) on random embeddings of it."""
     k = len(train[0]["negatives"]) if "negatives" in train.column_names else 0
-    n = min(4, len(train))
+    n = min(trainer.args.per_device_train_batch_size, len(train))  # one real batch
     batch = trainer.data_collator([train[i] for i in range(n)])
     rows = next(
         v.shape[0] for key, v in batch.items() if key.startswith("code_") and torch.is_tensor(v)
