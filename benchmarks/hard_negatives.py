@@ -17,8 +17,9 @@ after every run (an interrupted grid resumes where it stopped), plus a PNG.
 Runs (``--runs``): ``infonce``, ``zero-shot``, ``LOSS:ESTIMATOR`` with the trainer's losses and
 estimators ``bm25``, ``simcse``, ``trained`` (the InfoNCE model of the same seed and negatives),
 ``pa-bm25`` / ``pa-trained`` (``PositiveAwareEstimator`` over BM25 query-code / the trained
-model, t = 0.1), ``self`` (``SelfGuidedEstimator``), and a ``+cal`` suffix: t calibrated on 10
-training batches to ``--effective-negatives`` (``calibrate_temperature``).
+model, t = 0.1), ``self`` (``SelfGuidedEstimator``), ``ema`` (``EMAEstimator``, decay 0.99),
+and a ``+cal`` suffix: t calibrated on 10 training batches to ``--effective-negatives``
+(``calibrate_temperature``).
 
     python benchmarks/hard_negatives.py --experiments ruby --negatives none,bm25:3 \\
         --runs infonce,soft:bm25,soft:pa-bm25,false_negative_cancellation:bm25 \\
@@ -73,8 +74,9 @@ ROOT = quality.ROOT
 RUNS = "infonce,soft:bm25,soft:simcse,soft:trained,false_negative_cancellation:bm25"
 NEGATIVES = "none,bm25:1,bm25:3,dense:1,dense:3"
 TRAINER_ESTIMATORS = ("bm25", "simcse", "trained", "uniform")
-#: pa-*: PositiveAwareEstimator over a teacher; self: SelfGuidedEstimator; +cal: calibrated t.
-ESTIMATORS = (*TRAINER_ESTIMATORS, "pa-bm25", "pa-trained", "self")
+#: pa-*: PositiveAwareEstimator over a teacher; self: SelfGuidedEstimator; ema: EMAEstimator
+#: of the model being trained (decay 0.99); +cal: calibrated t.
+ESTIMATORS = (*TRAINER_ESTIMATORS, "pa-bm25", "pa-trained", "self", "ema")
 MINERS = ("bm25", "dense", "bm25-pp", "dense-pp")
 logger = logging.getLogger("hard_negatives")
 load_model = quality.load_model  # module attributes, so a test can swap in a tiny model
@@ -232,7 +234,7 @@ def text_batches(train, batch_size: int, count: int) -> list[dict[str, list[str]
     return batches
 
 
-def make_estimator(name: str, infonce_model, args):
+def make_estimator(name: str, model, infonce_model, args):
     """(estimator, temperature or None for the preset's) for an estimator name of ``--runs``."""
     from soft_infonce import estimators as E
 
@@ -244,6 +246,13 @@ def make_estimator(name: str, infonce_model, args):
         estimator = E.UniformEstimator()
     elif base == "self":
         estimator = E.SelfGuidedEstimator()
+    elif base == "ema":
+        estimator = E.EMAEstimator(
+            model,
+            decay=0.99,
+            max_query_length=args.max_query_length,
+            max_code_length=args.max_code_length,
+        )
     else:  # pa-bm25, pa-trained: ratios to the positive's score in [0, 2]: a cosine-like t
         teacher = (
             E.BM25Estimator(side="query-code")
@@ -264,7 +273,7 @@ def train_one(spec: str, train, valid, seed: int, args, infonce_model):
     model = load_model()
     estimator, temperature = None, None
     if loss_name != "infonce":
-        estimator, temperature = make_estimator(est_name, infonce_model, args)
+        estimator, temperature = make_estimator(est_name, model, infonce_model, args)
         if est_name.endswith("+cal"):  # t from the training batches' softmax spread
             from soft_infonce.estimators import calibrate_temperature
 
@@ -299,7 +308,12 @@ def train_one(spec: str, train, valid, seed: int, args, infonce_model):
     loss = build_loss(targs, estimator, scale=model.scale)
     keep = KeepBest(model)
     trainer = SoftInfoNCETrainer(
-        model, targs, train_dataset=train, eval_dataset=valid, loss=loss, callbacks=[keep]
+        model,
+        targs,
+        train_dataset=train,
+        eval_dataset=valid,
+        loss=loss,
+        callbacks=[keep, *([estimator.callback()] if hasattr(estimator, "callback") else [])],
     )
     preflight(trainer, train)
     trainer.train()
