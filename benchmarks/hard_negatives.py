@@ -30,7 +30,8 @@ and a ``+cal`` suffix: t calibrated on 10 training batches to ``--effective-nega
 
 Cost, query 32 / code 64 tokens, batch 32. A MiniLM step took 7 s (k = 0) and 19 s (k = 3) on
 this 2-core machine shared by 8 jobs, and 31 s / 60 s at load average 9; idle is ~2.5x faster
-than the first figures: ~2.8 s (k = 0), ~4.6 s (k = 1, by the candidate count), ~7.6 s (k = 3).
+than the first figures: ~2.8 s (k = 0), ~4.6 s (k = 1, by the candidate count), ~7.6 s (k = 3)
+(the reduced grid's own runs: k = 3 15-47 s, k = 0 8-10 s, and 1.6 s in a quiet spell).
 An epoch is 28 steps on Ruby (900 pairs) and 87 on stdlib (2,803 pairs); per run, the validation
 passes, the test pass (~10 s Ruby, ~100 s CoSQA's 6,267 codes) and loading add ~25 s (Ruby) and
 ~140 s (stdlib). The full grid (2 experiments x 5 negative settings x 5 losses x 3 seeds x 4
