@@ -14,6 +14,7 @@ import torch
 
 datasets = pytest.importorskip("datasets")
 pytest.importorskip("matplotlib")
+from tiny_vocab import bert_vocab  # noqa: E402
 from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
 
 from soft_infonce.data import RetrievalSet  # noqa: E402
@@ -40,24 +41,7 @@ def make_pairs(n: int, seed: int) -> datasets.Dataset:
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch, one_thread):
     words = [f"{v}_{n}" for v in VERBS for n in NOUNS]
-    vocab = [
-        "[PAD]",
-        "[UNK]",
-        "[CLS]",
-        "[SEP]",
-        "[MASK]",
-        "a",
-        "def",
-        "(",
-        ")",
-        ":",
-        "return",
-        "x",
-        "_",
-        *VERBS,
-        *NOUNS,
-        *words,
-    ]
+    vocab = bert_vocab(*VERBS, *NOUNS, *words)
     (tmp_path / "vocab.txt").write_text("\n".join(vocab))
     torch.manual_seed(0)
     encoder = BertModel(

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("datasets")
+from tiny_vocab import bert_vocab  # noqa: E402
 from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,24 +52,7 @@ runpy.run_path(script, run_name="__main__")
 def setup(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("codesearch")
     words = [f"v{i}" for i in range(len(VERBS))] + [f"n{i}" for i in range(len(NOUNS))]
-    vocab = [
-        "[PAD]",
-        "[UNK]",
-        "[CLS]",
-        "[SEP]",
-        "[MASK]",
-        "a",
-        "def",
-        "(",
-        ")",
-        ":",
-        "return",
-        "x",
-        "_",
-        *VERBS,
-        *NOUNS,
-        *words,
-    ]
+    vocab = bert_vocab(*VERBS, *NOUNS, *words)
     model_dir = root / "tiny"
     model_dir.mkdir()
     (root / "vocab.txt").write_text("\n".join(vocab))

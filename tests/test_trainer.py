@@ -11,6 +11,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 datasets = pytest.importorskip("datasets")
+from tiny_vocab import bert_vocab  # noqa: E402
 from transformers import BertConfig, BertModel, BertTokenizerFast, TrainerCallback  # noqa: E402
 
 from soft_infonce import SoftInfoNCELoss  # noqa: E402
@@ -39,24 +40,7 @@ def make_pairs(n: int, seed: int) -> datasets.Dataset:
 
 @pytest.fixture()
 def tiny_model(tmp_path) -> BiEncoder:
-    vocab = [
-        "[PAD]",
-        "[UNK]",
-        "[CLS]",
-        "[SEP]",
-        "[MASK]",
-        "a",
-        "def",
-        "(",
-        ")",
-        ":",
-        "return",
-        "x",
-        "_",
-        *VERBS,
-        *NOUNS,
-        *CODE_WORDS,
-    ]
+    vocab = bert_vocab(*VERBS, *NOUNS, *CODE_WORDS)
     (tmp_path / "vocab.txt").write_text("\n".join(vocab))
     tokenizer = BertTokenizerFast(str(tmp_path / "vocab.txt"))  # transformers 5: positional
     torch.manual_seed(0)
