@@ -121,10 +121,15 @@ def parse_runs(text: str) -> list[str]:
 
 
 def load_data(args) -> dict:
-    """name -> (train, valid, test): the validation split is carved from the training pairs
-    (``--max-train-pairs`` trims the training pairs later, after mining from all of them)."""
+    """name -> (train, valid, test) for each of ``--experiments``: the validation split is carved
+    from the training pairs (``--max-train-pairs`` trims the training pairs later, after mining
+    from all of them)."""
     data = {}
-    for exp, (pairs, test) in quality.experiments(0).items():
+    for exp in (e.strip() for e in args.experiments.split(",") if e.strip()):
+        try:
+            pairs, test = quality.experiment(exp)
+        except ValueError as error:
+            raise SystemExit(f"--experiments: {error}") from error
         pairs = pairs.select_columns(["query", "code"]).shuffle(seed=0)
         n_valid = max(2, round(args.valid_fraction * len(pairs)))
         valid = D.pairs_to_retrieval_set(pairs.select(range(n_valid)), name=f"{exp}-valid")
@@ -350,12 +355,32 @@ def save(results: dict, out: Path) -> None:
     tmp.replace(out)  # never a half-written file
 
 
+def merge_runs(results: dict, other: dict, name: str) -> None:
+    """Add ``other``'s runs (exp -> negatives -> run -> seed) to ``results``; a run of the same
+    seed in both must be the same run (equal reciprocal ranks), else it is an error."""
+    for exp, by_neg in other.get("runs", {}).items():
+        for neg, runs in by_neg.items():
+            for spec, per_seed in runs.items():
+                mine = results["runs"].setdefault(exp, {}).setdefault(neg, {}).setdefault(spec, {})
+                for seed, entry in per_seed.items():
+                    if seed in mine and mine[seed]["rr"] != entry["rr"]:
+                        raise SystemExit(
+                            f"--merge {name}: {exp}/{neg}/{spec} seed {seed} differs from the "
+                            "run already in --output"
+                        )
+                    mine[seed] = entry
+    for key, seconds in other.get("mining_seconds", {}).items():
+        results.setdefault("mining_seconds", {}).setdefault(key, seconds)
+    if "settings" in other:
+        results.setdefault("merged_settings", {})[name] = other["settings"]
+
+
 def run_grid(args, results: dict, out: Path) -> None:
     specs, negatives = parse_runs(args.runs), parse_negatives(args.negatives)
     data = load_data(args)
     exps = [e.strip() for e in args.experiments.split(",") if e.strip()]
     unknown = [e for e in exps if e not in data]
-    if unknown:
+    if unknown:  # load_data is swapped out in the tests
         raise SystemExit(f"--experiments: unknown {unknown}, expected some of {list(data)}")
     mined: dict[tuple[str, str], object] = {}
     for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: partial grids stay paired
@@ -450,14 +475,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-query-length", type=int, default=32)
     parser.add_argument("--max-code-length", type=int, default=64)
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/hard_negatives.json"))
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="Torch threads (two 1-thread grids into two --output files beat one 2-thread grid).",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="*",
+        default=[],
+        metavar="FILE",
+        help="Results files of other grids to add to --output's before reporting.",
+    )
     parser.add_argument("--report-only", action="store_true", help="Print and plot saved results.")
     args = parser.parse_args(argv)
     out = Path(args.output)
+    if args.merge:
+        results = json.loads(out.read_text()) if out.exists() else {"runs": {}}
+        for other in args.merge:
+            merge_runs(results, json.loads(Path(other).read_text()), other)
+        save(results, out)
     if args.report_only:
         report(json.loads(out.read_text()), out.with_suffix(".png"))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     results = json.loads(out.read_text()) if out.exists() else {}
     results.setdefault("runs", {})
     results["settings"] = vars(args) | {

@@ -26,9 +26,16 @@ cross-entropy): the only code that differs between the variants, so
 ``1 + (loss CPU s - InfoNCE's loss CPU s) / InfoNCE's step CPU s`` (the ``attributed`` ratio)
 is the overhead with the least noise.
 
+With ``--hard-negatives K`` every query also brings K BM25-mined hard negatives (mined once
+from the first 1,000 Ruby pairs with :func:`soft_infonce.data.mine_hard_negatives`), so the
+step embeds N (1 + K) codes and the estimators score all of them (query-query estimators
+through each negative's own paired query); the results go to ``step_overhead_k{K}.json``.
+
 Run (4-16 minutes on 2 shared cores, with the load)::
 
     python benchmarks/step_overhead.py
+    python benchmarks/step_overhead.py --hard-negatives 3 \\
+        --variants infonce,bm25/cached,simcse/cached,trained/cached
     python benchmarks/step_overhead.py --rounds 2 --variants infonce,bm25/cached  # smoke
 """
 
@@ -100,7 +107,24 @@ def prepare(loss_fn, name: str, batch: dict) -> None:
     if mode == "cold":
         estimator.clear_cache()
     elif mode == "cached":  # a twin may have cleared it: fill it, untimed
-        estimator(batch["queries"], batch["codes"], batch["queries"])
+        estimator(batch["queries"], batch["codes"], candidate_queries(batch))
+
+
+def candidate_queries(batch: dict) -> list[str]:
+    """The query paired with each candidate code (the batch's queries without hard negatives)."""
+    return batch.get("candidate_queries") or batch["queries"]
+
+
+def mined_batches(k: int, batch_size: int, count: int) -> list[list[dict]]:
+    """``count`` batches of Ruby pairs, each row with ``k`` BM25-mined negatives (and their
+    paired queries) from the first 1,000 pairs."""
+    from soft_infonce.data import mine_hard_negatives
+
+    pool = ruby_pairs(1000)
+    mined = mine_hard_negatives(pool, k, method="bm25", seed=0).to_list()
+    if len(mined) < batch_size * count:
+        raise ValueError(f"{len(mined)} mined rows for {count} batches of {batch_size}")
+    return [mined[r * batch_size : (r + 1) * batch_size] for r in range(count)]
 
 
 def train_step(model, optimizer, loss_fn, batch: dict) -> dict[str, float]:
@@ -109,7 +133,13 @@ def train_step(model, optimizer, loss_fn, batch: dict) -> dict[str, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     q, c = model(**tensors)
     loss_wall, loss_cpu = time.perf_counter(), time.process_time()
-    loss = loss_fn(q, c, queries=batch["queries"], codes=batch["codes"])
+    loss = loss_fn(
+        q,
+        c,
+        queries=batch["queries"],
+        codes=batch["codes"],
+        candidate_queries=candidate_queries(batch),
+    )
     loss_wall, loss_cpu = time.perf_counter() - loss_wall, time.process_time() - loss_cpu
     loss.backward()
     optimizer.step()
@@ -128,9 +158,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(RESULTS / "step_overhead.json"))
+    parser.add_argument(
+        "--hard-negatives", type=int, default=0, metavar="K", help="BM25-mined negatives per query"
+    )
+    parser.add_argument("--out", default=None, help="default: results/step_overhead[_kK].json")
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out")
     args = parser.parse_args()
+    if args.out is None:
+        suffix = f"_k{args.hard_negatives}" if args.hard_negatives else ""
+        args.out = str(RESULTS / f"step_overhead{suffix}.json")
     if args.plot_only:
         with open(args.out) as handle:
             plot(json.load(handle)["rows"], Path(args.out).with_suffix(".png"))
@@ -147,17 +183,24 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     losses = build(model, names)
     collator = BiEncoderCollator(model.tokenizer, 64, 128)
-    batches = [collator(ruby_pairs(args.batch_size, offset=r * args.batch_size))
-               for r in range(args.rounds)]  # fmt: skip
+    if args.hard_negatives:  # the warm-up batch is the last one (it needs negatives too)
+        rows = mined_batches(args.hard_negatives, args.batch_size, args.rounds + 1)
+        batches = [collator(r) for r in rows[:-1]]
+        warm_up = collator(rows[-1][:8])
+    else:
+        batches = [collator(ruby_pairs(args.batch_size, offset=r * args.batch_size))
+                   for r in range(args.rounds)]  # fmt: skip
+        warm_up = collator(ruby_pairs(8, offset=args.rounds * args.batch_size))
     for name in names:  # the cached variants start warm, as after precompute
         estimator = getattr(losses[name], "estimator", None)
         if name.endswith("cached") and hasattr(estimator, "precompute"):
             for side in estimator.embedding_sides:
-                key = "queries" if side == "query" else "codes"
-                estimator.precompute(
-                    [t for b in batches for t in b[key]], side=side, show_progress=False
-                )
-    warm_up = collator(ruby_pairs(8, offset=args.rounds * args.batch_size))
+                texts = [
+                    t
+                    for b in batches
+                    for t in (candidate_queries(b) if side == "query" else b["codes"])
+                ]
+                estimator.precompute(texts, side=side, show_progress=False)
     for name in names:
         prepare(losses[name], name, warm_up)
         train_step(model, optimizer, losses[name], warm_up)
@@ -212,6 +255,7 @@ def report(args, names: list[str], records: dict, total: float, info: dict) -> N
     info["load_average_at_end"] = os.getloadavg()
     settings = {
         "batch_size": args.batch_size,
+        "hard_negatives": args.hard_negatives,
         "rounds": args.rounds,
         "query_tokens_max": 64,
         "code_tokens_max": 128,

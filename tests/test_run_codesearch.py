@@ -176,6 +176,10 @@ def test_a_training_set_smaller_than_a_batch_is_refused_before_any_work(setup, s
         (["--model_name_or_path", "/no/such/model"], "--model_name_or_path must be an existing"),
         (["--resume_from_checkpoint", "/no/such/checkpoint-4"], "cannot be resumed: not a folder"),
         (["--max_valid_pairs", "0"], "--max_valid_pairs must be >= 1"),
+        (["--hard_negatives", "bm25:0"], "--hard_negatives must be METHOD:K with METHOD bm25"),
+        (["--hard_negatives", "sparse:3"], "or dense and K >= 1 (e.g. bm25:3), got 'sparse:3'"),
+        (["--hard_negatives", "bm25:2", "--hard_negatives_relative_margin", "1.5"],
+         "--hard_negatives_relative_margin must be in [0, 1), got 1.5"),
     ],
 )  # fmt: skip
 def test_every_run_and_path_is_checked_before_the_zero_shot_evaluation(
@@ -235,3 +239,33 @@ def test_every_shipped_recipe_passes_the_checks(script):
     for path in sorted((ROOT / "examples" / "configs").glob("*.json")):
         model_args, data_args, args = script.parse_args([str(path)])
         assert data_args.runs and args.output_dir.startswith("outputs/"), path
+
+
+def test_hard_negatives_are_mined_before_training_and_every_batch_carries_them(
+    setup, script, monkeypatch
+):
+    """--hard_negatives bm25:2: each training batch holds N queries and N (1 + 2) codes, the
+    mined negatives are never the row's own code, and results.json says what was mined."""
+    from soft_infonce.data.collator import BiEncoderCollator
+
+    seen: list[tuple[int, int, bool]] = []
+    collate = BiEncoderCollator.__call__
+
+    def spy(self, features):
+        batch = collate(self, features)
+        if "negatives" in features[0]:
+            own = all(f["code"] not in f["negatives"] for f in features)
+            seen.append((len(batch["queries"]), len(batch["codes"]), own))
+        return batch
+
+    monkeypatch.setattr(BiEncoderCollator, "__call__", spy)
+    out = setup["root"] / "hard"
+    extra = ("--runs", "infonce", "--max_steps", "4", "--hard_negatives", "bm25:2")
+    script.main(arguments(setup, out, *extra))
+    assert seen and {(q, c) for q, c, _ in seen} == {(8, 24)}
+    assert all(own for _, _, own in seen)
+    payload = json.loads((out / "results.json").read_text())
+    mined = payload["hard_negatives"]
+    assert (mined["method"], mined["k"]) == ("bm25", 2)
+    assert mined["rows_kept"] == payload["data_sizes"]["train"] <= mined["pairs"]
+    assert payload["config"]["data"]["hard_negatives"] == "bm25:2"

@@ -62,6 +62,21 @@ class DataArguments:
         default=300, metadata={"help": "Validation pairs (model selection)."}
     )
     max_test_pairs: int = field(default=1000, metadata={"help": "Cap on mined test pairs."})
+    hard_negatives: str | None = field(
+        default=None,
+        metadata={
+            "help": "Mine K hard negatives per training pair before training, from the training "
+            "pairs' own codes: bm25:K (BM25 of the query) or dense:K (the starting model). "
+            "Every run then trains on M = N (1 + K) candidates. Default: in-batch negatives."
+        },
+    )
+    hard_negatives_relative_margin: float | None = field(
+        default=None,
+        metadata={
+            "help": "Positive-aware filter for --hard_negatives: drop a mined candidate scoring "
+            "within this fraction of the positive's score (NV-Retriever uses 0.05)."
+        },
+    )
     runs: str = field(
         default="infonce,soft:bm25",
         metadata={

@@ -25,7 +25,13 @@ from soft_infonce.train.arguments import (
     ModelArguments,
     parse_args,
 )
-from soft_infonce.train.checks import RESUME_LAST, check_sizes, default_model_path, plan_runs
+from soft_infonce.train.checks import (
+    RESUME_LAST,
+    check_sizes,
+    default_model_path,
+    parse_hard_negatives,
+    plan_runs,
+)
 from soft_infonce.train.results import (
     finished_runs,
     plot_results,
@@ -79,6 +85,53 @@ def load_data(
     if data_args.max_train_pairs is not None:
         train = train.shuffle(seed=seed).select(range(min(data_args.max_train_pairs, len(train))))
     return train, valid, tests
+
+
+def add_hard_negatives(
+    train: Any, model_args: ModelArguments, data_args: DataArguments, args: Any
+) -> tuple[Any, dict[str, Any] | None]:
+    """The training pairs with ``--hard_negatives`` mined from their own codes (rows that find
+    too few negatives are dropped), and what the mining did; unchanged without the option."""
+    spec = parse_hard_negatives(data_args.hard_negatives)
+    if spec is None:
+        return train, None
+    method, k = spec
+    t0 = time.time()
+    options: dict[str, Any] = {}
+    if data_args.hard_negatives_relative_margin is not None:
+        options["relative_margin"] = data_args.hard_negatives_relative_margin
+    if method == "dense":
+        options |= {
+            "model": load_model(model_args),
+            "batch_size": args.per_device_eval_batch_size,
+            "max_query_length": args.max_query_length,
+            "max_code_length": args.max_code_length,
+        }
+    mined = D.mine_hard_negatives(
+        train,
+        k,
+        method=method,  # type: ignore[arg-type]
+        seed=args.seed,
+        show_progress=not args.disable_tqdm and args.process_index == 0,
+        **options,
+    )
+    info = {
+        "method": method,
+        "k": k,
+        "relative_margin": data_args.hard_negatives_relative_margin,
+        "pairs": len(train),
+        "rows_kept": len(mined),
+        "seconds": time.time() - t0,
+    }
+    logger.info(
+        "mined %d %s hard negatives for %d of %d training pairs in %.1f s",
+        k,
+        method,
+        len(mined),
+        len(train),
+        info["seconds"],
+    )
+    return mined, info
 
 
 def evaluate_all(model: BiEncoder, sets: dict, args: CodeSearchTrainingArguments) -> dict:
@@ -164,6 +217,9 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> None:
         data_args, training_args.seed, use_tokens=model_args.input_layout != "graphcodebert"
     )
     check_sizes(train, training_args)
+    train, mining = add_hard_negatives(train, model_args, data_args, training_args)
+    if mining is not None:
+        check_sizes(train, training_args)  # rows without k negatives were dropped
     logger.info(
         "train pairs %d, valid queries %d, test sets %s",
         len(train),
@@ -176,6 +232,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> None:
     weights: dict[str, torch.Tensor] = {}
     payload = describe(model_args, data_args, training_args, train, valid, tests)
     payload["runs"] = results
+    if mining is not None:
+        payload["hard_negatives"] = mining
 
     t0 = time.time()
     results["zero-shot"] = {
