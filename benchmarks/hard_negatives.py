@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> None:
         nargs="*",
         default=[],
         metavar="FILE",
-        help="Results files of other grids to add to --output's before reporting.",
+        help="Results files of other grids to add to --output's, then report (no training).",
     )
     parser.add_argument("--report-only", action="store_true", help="Print and plot saved results.")
     args = parser.parse_args(argv)
@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> None:
         for other in args.merge:
             merge_runs(results, json.loads(Path(other).read_text()), other)
         save(results, out)
-    if args.report_only:
+    if args.report_only or args.merge:  # merging trains nothing
         report(json.loads(out.read_text()), out.with_suffix(".png"))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

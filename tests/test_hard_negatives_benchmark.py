@@ -128,3 +128,35 @@ def test_bad_settings_are_refused_before_any_work():
     with pytest.raises(SystemExit, match="soft:bm52"):
         hn.parse_runs("infonce,soft:bm52")
     assert hn.parse_negatives("none,dense:3") == [("none", "none", 0), ("dense:3", "dense", 3)]
+
+
+def _entry(rr: list[float]) -> dict:
+    return {"mrr": sum(rr) / len(rr), "rr": rr}
+
+
+def test_merge_adds_the_other_grids_runs_and_refuses_a_different_rerun(tmp_path, capsys):
+    """Two grids run side by side into two files: --merge folds the second into the first
+    (new seeds and settings added, the summary recomputed); the same seed with other ranks is
+    an error, the same seed with the same ranks is no conflict."""
+    ours = {"runs": {"ruby": {"none": {"infonce": {"0": _entry([1.0, 0.5])}}}}}
+    theirs = {
+        "runs": {
+            "ruby": {"none": {"infonce": {"0": _entry([1.0, 0.5]), "1": _entry([0.5, 0.5])}}},
+            "stdlib->cosqa": {"bm25:3": {"infonce": {"0": _entry([0.25, 1.0])}}},
+        },
+        "mining_seconds": {"stdlib->cosqa/bm25": 2.0},
+    }
+    out, other = tmp_path / "hn.json", tmp_path / "other.json"
+    out.write_text(json.dumps(ours))
+    other.write_text(json.dumps(theirs))
+    hn.main(["--merge", str(other), "--output", str(out)])
+    merged = json.loads(out.read_text())
+    assert set(merged["runs"]["ruby"]["none"]["infonce"]) == {"0", "1"}
+    assert merged["runs"]["stdlib->cosqa"]["bm25:3"]["infonce"]["0"]["rr"] == [0.25, 1.0]
+    assert merged["summary"]["ruby"]["none"]["infonce"]["mrr_mean"] == pytest.approx(0.625)
+    assert merged["mining_seconds"] == {"stdlib->cosqa/bm25": 2.0}
+    assert "stdlib->cosqa" in capsys.readouterr().out
+    theirs["runs"]["ruby"]["none"]["infonce"]["0"] = _entry([0.5, 0.5])
+    other.write_text(json.dumps(theirs))
+    with pytest.raises(SystemExit, match="ruby/none/infonce seed 0 differs"):
+        hn.main(["--merge", str(other), "--output", str(out)])
