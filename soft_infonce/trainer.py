@@ -95,6 +95,40 @@ def _check_train_texts(train_dataset: Any) -> None:
                         f"{value!r} (the data loaders skip and count such rows; filter this "
                         "dataset the same way)"
                     )
+    if "negatives" in columns or "negative_queries" in columns:
+        _check_negative_columns(train_dataset, columns)
+
+
+def _check_negative_columns(train_dataset: Any, columns: list[str]) -> None:
+    """Hard negatives: both list columns, one paired query per negative, the same k in every
+    row (the collator stacks them column by column), each problem named by its dataset row."""
+    missing = {"negatives", "negative_queries"} - set(columns)
+    if missing:
+        raise ValueError(
+            f"train_dataset has {sorted({'negatives', 'negative_queries'} - missing)} but no "
+            f"{sorted(missing)}: hard negatives need both list columns (mine_hard_negatives "
+            "writes them)"
+        )
+    k = None
+    rows = zip(train_dataset["negatives"], train_dataset["negative_queries"], strict=True)
+    for row, (negatives, queries) in enumerate(rows):
+        if not isinstance(negatives, list) or not isinstance(queries, list):
+            raise ValueError(
+                f"train_dataset row {row}: 'negatives' and 'negative_queries' must be lists, "
+                f"got {type(negatives).__name__} and {type(queries).__name__}"
+            )
+        if len(queries) != len(negatives):
+            raise ValueError(
+                f"train_dataset row {row}: {len(negatives)} negatives but {len(queries)} "
+                "negative_queries (one paired query per negative)"
+            )
+        if k is None:
+            k = len(negatives)
+        elif len(negatives) != k:
+            raise ValueError(
+                f"train_dataset row {row}: {len(negatives)} negatives, row 0 has {k}: every row "
+                "needs the same k (mine_hard_negatives drops rows left with fewer)"
+            )
 
 
 class SoftInfoNCETrainer(Trainer):

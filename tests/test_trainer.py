@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 
 import numpy as np
 import pytest
@@ -400,6 +401,31 @@ def test_a_blank_text_is_refused_before_training_naming_the_row(
     rows[row][column] = value
     broken = datasets.Dataset.from_list(rows)
     with pytest.raises(ValueError, match=rf"train_dataset row {row}: '{column}'"):
+        SoftInfoNCETrainer(tiny_model, make_args(tmp_path), train_dataset=broken)
+
+
+@pytest.mark.parametrize(
+    ("negatives", "queries", "message"),
+    [
+        ({4: ["def g(): pass"]}, {4: ["g"]}, "train_dataset row 4: 1 negatives, row 0 has 2"),
+        ({}, {7: ["g"]}, "train_dataset row 7: 2 negatives but 1 negative_queries"),
+        (None, {}, "train_dataset has ['negatives'] but no ['negative_queries']"),
+    ],
+)
+def test_ragged_or_unpaired_hard_negatives_are_refused_naming_the_row(
+    tmp_path, tiny_model, negatives, queries, message
+):
+    """The collator stacks negatives column by column: a row with another k, or negatives
+    without one paired query each, must fail before training with the dataset row, not with a
+    batch index."""
+    rows = make_pairs(16, seed=11).to_list()
+    for i, row in enumerate(rows):
+        row["negatives"] = (negatives or {}).get(i, ["def g(): pass", "def h(): pass"])
+        row["negative_queries"] = queries.get(i, ["g", "h"])
+        if negatives is None:
+            del row["negative_queries"]
+    broken = datasets.Dataset.from_list(rows)
+    with pytest.raises(ValueError, match=re.escape(message)):
         SoftInfoNCETrainer(tiny_model, make_args(tmp_path), train_dataset=broken)
 
 
