@@ -15,7 +15,15 @@ import math
 from numbers import Real
 from typing import Any, NamedTuple
 
-__all__ = ["DEFAULT", "PRESETS", "Settings", "check_number", "preset_of", "resolve"]
+__all__ = [
+    "DEFAULT",
+    "LIBRARY_PRESETS",
+    "PRESETS",
+    "Settings",
+    "check_number",
+    "preset_of",
+    "resolve",
+]
 
 #: The paper's Table 7: (alpha, beta, temperature) per weight estimator.
 PRESETS: dict[str, tuple[float, float, float]] = {
@@ -23,6 +31,15 @@ PRESETS: dict[str, tuple[float, float, float]] = {
     "simcse": (1.3, 0.7, 0.1),
     "trained": (1.3, 0.7, 5.0),
 }
+
+#: Presets of this library's estimators beyond the paper (not tuned by the paper). ``ratio``:
+#: scores relative to the positive's, in [0, 2] (``PositiveAwareEstimator``'s default mode):
+#: SimCSE's alpha / beta and a cosine-like t, the setting ``benchmarks/hard_negatives.py``
+#: measured.
+LIBRARY_PRESETS: dict[str, tuple[float, float, float]] = {
+    "ratio": (1.3, 0.7, 0.1),
+}
+_ALL = {**PRESETS, **LIBRARY_PRESETS}
 
 #: The settings of an estimator without a preset (or of no estimator).
 DEFAULT: tuple[float, float, float] = (1.3, 0.7, 1.0)
@@ -77,9 +94,9 @@ def check_number(
 def preset_of(estimator: Any) -> str | None:
     """The preset named by ``estimator.preset`` (``None`` without estimator or preset)."""
     name = getattr(estimator, "preset", None)
-    if name is not None and name not in PRESETS:
+    if name is not None and name not in _ALL:
         raise ValueError(
-            f"{type(estimator).__name__}.preset must be one of {sorted(PRESETS)} or None, "
+            f"{type(estimator).__name__}.preset must be one of {sorted(_ALL)} or None, "
             f"got {name!r}"
         )
     return name
@@ -109,10 +126,10 @@ def resolve(
         >>> resolve(None, alpha=1.1, preset="bm25")
         Settings(alpha=1.1, beta=0.5, temperature=1.0)
     """
-    if preset is not None and preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    if preset is not None and preset not in _ALL:
+        raise ValueError(f"preset must be one of {sorted(_ALL)}, got {preset!r}")
     name = preset if preset is not None else preset_of(estimator)
-    defaults = PRESETS[name] if name is not None else DEFAULT
+    defaults = _ALL[name] if name is not None else DEFAULT
     return Settings(
         check_number("alpha", defaults[0] if alpha is None else alpha, minimum=0),
         check_number(

@@ -41,7 +41,7 @@ __all__ = [
 LossName = Literal[
     "infonce", "soft", "bce", "weighted_infonce", "kl", "false_negative_cancellation"
 ]
-EstimatorName = Literal["bm25", "simcse", "trained", "uniform"]
+EstimatorName = Literal["bm25", "simcse", "trained", "uniform", "pa-bm25"]
 CancellationMode = Literal["top_k", "threshold"]
 LOSSES: tuple[str, ...] = get_args(LossName)
 ESTIMATORS: tuple[str, ...] = get_args(EstimatorName)
@@ -133,7 +133,13 @@ class SoftInfoNCETrainingArguments(TrainingArguments):
         check_launch(self.world_size)
 
 
-_PRESET_OF = {"bm25": "bm25", "simcse": "simcse", "trained": "trained", "uniform": None}
+_PRESET_OF = {
+    "bm25": "bm25",
+    "simcse": "simcse",
+    "trained": "trained",
+    "uniform": None,
+    "pa-bm25": "ratio",
+}
 
 
 def build_estimator(args: SoftInfoNCETrainingArguments) -> WeightEstimator | None:
@@ -146,6 +152,8 @@ def build_estimator(args: SoftInfoNCETrainingArguments) -> WeightEstimator | Non
         return estimators.BM25Estimator()
     if args.estimator == "uniform":
         return estimators.UniformEstimator()
+    if args.estimator == "pa-bm25":  # BM25 query-code of each candidate over the positive's
+        return estimators.PositiveAwareEstimator(estimators.BM25Estimator(side="query-code"))
     if args.estimator_model is None:  # __post_init__ refuses it; the args may have changed
         raise ValueError(f"estimator {args.estimator!r} needs estimator_model (a local path)")
     # on the training device: texts missing from the cache are embedded there, not on the CPU

@@ -79,7 +79,7 @@ def test_difference_is_in_the_teachers_units_and_leaves_eq4_weights_unchanged():
     aware = PositiveAwareEstimator(teacher, mode="difference")
     got = aware(texts(2, "q"), texts(3, "c"))
     torch.testing.assert_close(got, (scores - scores.diagonal()[:, None]).float())
-    assert aware.preset == "bm25" and PositiveAwareEstimator(teacher).preset is None
+    assert aware.preset == "bm25" and PositiveAwareEstimator(teacher).preset == "ratio"
     raw_weights = negative_weights(scores.float(), alpha=1.3, beta=0.7, temperature=1.0)
     torch.testing.assert_close(
         negative_weights(got, alpha=1.3, beta=0.7, temperature=1.0), raw_weights

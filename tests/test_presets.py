@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from soft_infonce import PRESETS, SoftInfoNCELoss, WeightEstimator
-from soft_infonce.estimators import BM25Estimator, UniformEstimator
-from soft_infonce.presets import DEFAULT, check_number, resolve
+from soft_infonce.estimators import BM25Estimator, PositiveAwareEstimator, UniformEstimator
+from soft_infonce.presets import DEFAULT, LIBRARY_PRESETS, check_number, resolve
 
 QUERIES = ["sort a list", "read a json file", "open a file", "sum the values", "parse json"]
 CODES = ["sorted(xs)", "json.load(open(p))", "open(p)", "sum(v)", "json.loads(s)"]
@@ -30,7 +30,11 @@ ESTIMATORS = {
     "simcse": lambda: Scripted("simcse", 1.0),  # cosines
     "trained": lambda: Scripted("trained", 20.0),  # the frozen model's own scale * q . c
     "uniform": UniformEstimator,
+    "pa-bm25": lambda: PositiveAwareEstimator(BM25Estimator(side="query-code")),
 }
+#: The settings each build must give: the paper's Table 7, this library's ratio preset for
+#: positive-aware scores (not the paper's), the default without a preset.
+EXPECTED = {**PRESETS, "pa-bm25": LIBRARY_PRESETS["ratio"], "uniform": DEFAULT}
 
 
 def test_resolve_fills_only_unset_settings_and_checks_them():
@@ -38,6 +42,7 @@ def test_resolve_fills_only_unset_settings_and_checks_them():
     assert resolve(BM25Estimator()) == PRESETS["bm25"]
     assert resolve(BM25Estimator(), beta=0.9) == (1.5, 0.9, 1.0)
     assert resolve(None, preset="trained").temperature == 5.0
+    assert resolve(PositiveAwareEstimator(BM25Estimator())) == (1.3, 0.7, 0.1)  # by hand
     with pytest.raises(ValueError, match="preset must be one of"):
         resolve(None, preset="tfidf")
     with pytest.raises(ValueError, match="beta must be a finite number"):
@@ -62,12 +67,12 @@ def test_three_builds_give_the_same_settings_and_weights(tmp_path, name):
         use_cpu=True,
         loss="soft",
         estimator=name,
-        estimator_model=None if name in ("bm25", "uniform") else "unused",
+        estimator_model=None if name in ("bm25", "uniform", "pa-bm25") else "unused",
     )
     module = SoftInfoNCELoss(estimator=estimator)
     trainer = build_loss(args, estimator, scale=20.0)
     face = st.SoftInfoNCELoss(torch.nn.Identity(), estimator)
-    expected = PRESETS.get(name, DEFAULT)
+    expected = EXPECTED[name]
     for loss in (module, trainer, face.objective):
         assert (loss.alpha, loss.beta, loss.temperature) == expected, type(loss)
     assert face.get_config_dict()["temperature"] == expected[2]
@@ -93,3 +98,28 @@ def test_presets_stay_importable_from_the_old_places():
 
     assert top is from_losses is home
     assert home == {"bm25": (1.5, 0.5, 1.0), "simcse": (1.3, 0.7, 0.1), "trained": (1.3, 0.7, 5.0)}
+
+
+def test_the_trainer_builds_positive_aware_bm25_by_name(tmp_path):
+    """``estimator="pa-bm25"`` (``--runs soft:pa-bm25``): BM25 query-code scores relative to
+    the positive's, r_ij = (s_ij - min_j s_ij) / (s_ii - min_j s_ij) clipped to [0, 2], with
+    the library's ratio preset."""
+    pytest.importorskip("transformers")
+    from soft_infonce.train.checks import parse_runs
+    from soft_infonce.trainer import SoftInfoNCETrainingArguments, build_estimator, build_loss
+
+    args = SoftInfoNCETrainingArguments(
+        output_dir=str(tmp_path), report_to="none", use_cpu=True, estimator="pa-bm25"
+    )
+    estimator = build_estimator(args)
+    s = BM25Estimator(side="query-code")(QUERIES, CODES).double()
+    low = s.min(dim=1, keepdim=True).values
+    span = s.diagonal()[:, None] - low
+    expected = torch.where(span > 0, (s - low) / span.clamp_min(1e-300), (s > low) * 2.0)
+    expected = expected.clamp(0, 2).fill_diagonal_(1.0)  # a row whose positive is its minimum:
+    # every candidate above it as relevant as possible (2), the positive itself 1
+    assert (span == 0).any() and (span > 0).any()  # both cases occur in these five pairs
+    torch.testing.assert_close(estimator(QUERIES, CODES).double(), expected)
+    loss = build_loss(args, estimator, scale=20.0)
+    assert (loss.alpha, loss.beta, loss.temperature) == (1.3, 0.7, 0.1)
+    assert [run.name for run in parse_runs("infonce,soft:pa-bm25")] == ["infonce", "soft:pa-bm25"]

@@ -70,8 +70,9 @@ class PositiveAwareEstimator(WeightEstimator):
 
     @property
     def preset(self) -> str | None:  # type: ignore[override]
-        """The teacher's preset for ``"difference"`` (same units); ``None`` for ``"ratio"``."""
-        return self.estimator.preset if self.mode == "difference" else None
+        """The teacher's preset for ``"difference"`` (same units); the library's ``"ratio"``
+        preset (1.3 / 0.7 / t = 0.1, :data:`soft_infonce.presets.LIBRARY_PRESETS`) otherwise."""
+        return self.estimator.preset if self.mode == "difference" else "ratio"
 
     @property
     def requires_candidate_queries(self) -> bool:  # type: ignore[override]
