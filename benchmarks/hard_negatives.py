@@ -21,25 +21,35 @@ model, t = 0.1), ``self`` (``SelfGuidedEstimator``), ``ema`` (``EMAEstimator``, 
 and a ``+cal`` suffix: t calibrated on 10 training batches to ``--effective-negatives``
 (``calibrate_temperature``).
 
-    python benchmarks/hard_negatives.py --experiments ruby --negatives none,bm25:3 \\
-        --runs infonce,soft:bm25,soft:pa-bm25,false_negative_cancellation:bm25 \\
-        --max-train-pairs 384 --epochs 2                    # the reduced grid (~1 h, 2 idle cores)
+The grid measured (2026-11-28/29; two 1-thread grids side by side on the 2 cores, merged):
+
+    python benchmarks/hard_negatives.py --threads 1 --experiments ruby --max-train-pairs 384 \\
+        --epochs 2 --negatives bm25:3,none \\
+        --runs infonce,soft:bm25,soft:pa-bm25,false_negative_cancellation:bm25
+    python benchmarks/hard_negatives.py --threads 1 --experiments ruby --max-train-pairs 384 \\
+        --epochs 2 --negatives bm25:3 \\
+        --runs infonce,soft:simcse,soft:self,soft:ema,soft:bm25+cal,soft:pa-trained
+    python benchmarks/hard_negatives.py --threads 1 --experiments ruby --max-train-pairs 384 \\
+        --epochs 2 --negatives dense:3,bm25:1 --runs infonce,soft:pa-bm25
+    python benchmarks/hard_negatives.py --threads 1 --experiments 'stdlib->cosqa' \\
+        --max-train-pairs 384 --epochs 2 --negatives bm25:3,none \\
+        --runs infonce,soft:bm25,soft:pa-bm25,soft:simcse \\
+        --output benchmarks/results/hard_negatives_cosqa.json
+    python benchmarks/hard_negatives.py --threads 1 --experiments 'stdlib->cosqa' \\
+        --max-train-pairs 384 --epochs 2 --negatives bm25-pp:3 --runs infonce \\
+        --output benchmarks/results/hard_negatives_cosqa.json
+    python benchmarks/hard_negatives.py --merge benchmarks/results/hard_negatives_cosqa.json
     python benchmarks/hard_negatives.py --seeds 0 --epochs 1 --max-train-pairs 64 \\
         --experiments ruby --negatives none,bm25:1 --runs infonce,soft:bm25   # a smoke run
     python benchmarks/hard_negatives.py --report-only
 
-Cost, query 32 / code 64 tokens, batch 32. A MiniLM step took 7 s (k = 0) and 19 s (k = 3) on
-this 2-core machine shared by 8 jobs, and 31 s / 60 s at load average 9; idle is ~2.5x faster
-than the first figures: ~2.8 s (k = 0), ~4.6 s (k = 1, by the candidate count), ~7.6 s (k = 3)
-(the reduced grid's own runs: k = 3 15-47 s, k = 0 8-10 s, and 1.6 s in a quiet spell).
-An epoch is 28 steps on Ruby (900 pairs) and 87 on stdlib (2,803 pairs); per run, the validation
-passes, the test pass (~10 s Ruby, ~100 s CoSQA's 6,267 codes) and loading add ~25 s (Ruby) and
-~140 s (stdlib). The full grid (2 experiments x 5 negative settings x 5 losses x 3 seeds x 4
-epochs = 150 runs) is about 55 h on 2 idle cores (89 h with 3 more estimators), and 1-2 h on
-one GPU (a MiniLM step of 32 x 128 candidates is tens of ms there; loading, evaluation and
-Python dominate). The reduced grid above (Ruby, ``none`` and ``bm25:3``, 4 losses, 3 seeds,
-2 epochs of 384 pairs, negatives mined from all 900: 24 runs of 24 steps) is ~50 min of steps
-plus ~10 min of the rest.
+Cost, query 32 / code 64 tokens, batch 32, one thread per grid with two grids on the 2 cores:
+a MiniLM step takes 2.6-2.9 s in-batch and 8.0-9.4 s with k = 3 (EMA: 10-10.5 s, its second
+forward); a Ruby run (24 steps, 2 validation passes, the 400-query test) 80 s in-batch and
+210-275 s at k = 3; a CoSQA run 185-200 s and 315-405 s (its test embeds 6,267 codes).
+BM25 mining: 0.4 s for Ruby's 900 training codes, 2.3 s for stdlib's 2,803. The full grid
+(2 experiments x 5 negative settings x 9 runs x 3 seeds, 4 epochs of all pairs) is days on
+this machine and 1-2 h on one GPU; the runs above took ~2 h 15 min.
 """
 
 from __future__ import annotations
