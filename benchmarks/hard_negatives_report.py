@@ -73,7 +73,8 @@ def report(results: dict, png: Path | None) -> None:
 
 
 def plot(summary: dict, path: Path) -> None:
-    """Grouped bars per experiment: negatives on x, one bar per loss; * = p < 0.01 vs InfoNCE."""
+    """Grouped bars per experiment: negatives on x, one bar per loss; +/- = p < 0.01 above/below
+    InfoNCE with the same negatives."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,6 +83,9 @@ def plot(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(summary), figsize=(7 * len(summary), 4.8), squeeze=False)
     for ax, (exp, by_neg) in zip(axes[0], summary.items()):
         specs = list(dict.fromkeys(s for rows in by_neg.values() for s in rows))
+        others = [s for s in specs if s != "infonce"]  # InfoNCE gray, the rest tab20, distinct
+        colours = {s: plt.get_cmap("tab20")(k % 20) for k, s in enumerate(others)}
+        colours["infonce"] = "dimgray"
         width = 0.8 / len(specs)
         means = []
         for j, spec in enumerate(specs):
@@ -95,15 +99,20 @@ def plot(summary: dict, path: Path) -> None:
                     width,
                     yerr=r["mrr_std"],
                     capsize=2,
-                    color="tab:gray" if spec == "infonce" else f"C{j % 10}",
+                    color=colours[spec],
                     label=spec if spec not in ax.get_legend_handles_labels()[1] else None,
                 )
                 means.append(r["mrr_mean"])
-                if r.get("p_value", 1.0) < 0.01:
-                    ax.text(x, r["mrr_mean"] + r["mrr_std"], "*", ha="center", fontsize=12)
+                if r.get("p_value", 1.0) < 0.01:  # + above, - below InfoNCE (same negatives)
+                    sign = "+" if r["delta_vs_infonce"] > 0 else "-"
+                    ax.text(x, r["mrr_mean"] + r["mrr_std"], sign, ha="center", fontsize=12)
         ax.set_xticks(range(len(by_neg)), list(by_neg))
         ax.set_ylim(min(means) - 0.03, max(means) + 0.03)
-        ax.set(title=f"{exp}: test MRR (mean over seeds)", xlabel="negatives", ylabel="MRR")
+        ax.set(
+            title=f"{exp}: test MRR, mean +- std over seeds",
+            xlabel="negatives (+ / -: p < 0.01 above / below InfoNCE with the same negatives)",
+            ylabel="MRR",
+        )
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
