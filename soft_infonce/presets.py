@@ -96,8 +96,7 @@ def preset_of(estimator: Any) -> str | None:
     name = getattr(estimator, "preset", None)
     if name is not None and name not in _ALL:
         raise ValueError(
-            f"{type(estimator).__name__}.preset must be one of {sorted(_ALL)} or None, "
-            f"got {name!r}"
+            f"{type(estimator).__name__}.preset must be one of {sorted(_ALL)} or None, got {name!r}"
         )
     return name
 
