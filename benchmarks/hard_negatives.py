@@ -73,7 +73,6 @@ from hard_negatives_report import report, summarise  # noqa: E402
 from transformers import TrainerCallback, set_seed  # noqa: E402
 
 from soft_infonce import data as D  # noqa: E402
-from soft_infonce.evaluation import retrieval_metrics  # noqa: E402
 from soft_infonce.trainer import (  # noqa: E402
     LOSSES,
     SoftInfoNCETrainer,
@@ -431,17 +430,8 @@ def run_grid(args, results: dict, out: Path) -> None:
                         infonce_model = model
                         if str(seed) in recorded.get(spec, {}):
                             continue  # only retrained for soft:trained
-                    ranks = quality.ranks_of(model, test, args)
-                    rr = 1.0 / ranks.double().numpy()
-                    metrics = retrieval_metrics(ranks)
-                    entry = {
-                        "mrr": float(rr.mean()),
-                        "recall@1": metrics["recall@1"],
-                        "recall@10": metrics["recall@10"],
-                        "seconds": time.time() - t0,
-                        **info,
-                        "rr": rr.tolist(),
-                    }
+                    entry = quality.test_entry(model, test, args)
+                    entry |= {"seconds": time.time() - t0, **info}
                     results["runs"].setdefault(exp, {}).setdefault(neg, {}).setdefault(spec, {})[
                         str(seed)
                     ] = entry

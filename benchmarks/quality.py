@@ -88,6 +88,19 @@ def ranks_of(model: BiEncoder, test, args) -> torch.Tensor:
     return target_ranks(q, c, test.relevant)
 
 
+def test_entry(model: BiEncoder, test, args) -> dict:
+    """Test MRR, recall@1 and @10, and the per-query reciprocal ranks (the paired tests')."""
+    ranks = ranks_of(model, test, args)
+    rr = 1.0 / ranks.double().numpy()
+    metrics = retrieval_metrics(ranks)
+    return {
+        "mrr": float(rr.mean()),
+        "recall@1": metrics["recall@1"],
+        "recall@10": metrics["recall@10"],
+        "rr": rr.tolist(),
+    }
+
+
 def estimator_for(name: str, infonce_model: BiEncoder | None, args):
     if name == "bm25":
         return BM25Estimator()
@@ -206,16 +219,7 @@ def main() -> None:
                     model = train_one(spec, train, seed, args, infonce_model, Path("/tmp/quality"))
                 if spec == "infonce":
                     infonce_model = model
-                ranks = ranks_of(model, test, args)
-                rr = 1.0 / ranks.double().numpy()
-                metrics = retrieval_metrics(ranks)
-                entry = {
-                    "mrr": float(rr.mean()),
-                    "recall@1": metrics["recall@1"],
-                    "recall@10": metrics["recall@10"],
-                    "seconds": time.time() - t0,
-                    "rr": rr.tolist(),
-                }
+                entry = test_entry(model, test, args) | {"seconds": time.time() - t0}
                 results["runs"].setdefault(exp, {}).setdefault(spec, {})[str(seed)] = entry
                 logger.info(
                     "%s seed %d %-36s MRR %.4f (%.0f s)",
