@@ -77,31 +77,37 @@ def _check_train_size(train_dataset: Any, args: SoftInfoNCETrainingArguments) ->
         )
 
 
+def _blank_text(row: int, column: str, value: Any) -> ValueError:
+    return ValueError(
+        f"train_dataset row {row}: {column!r} must hold non-blank text, got {value!r} (the data "
+        "loaders skip and count such rows; filter this dataset the same way)"
+    )
+
+
+def _is_text(item: Any) -> bool:
+    return isinstance(item, str) and bool(item.strip())
+
+
 def _check_train_texts(train_dataset: Any) -> None:
     """Refuse, before any step, a row whose query, code or hard negative is not a non-blank
-    string, naming the dataset row (inside a batch the index would mean nothing)."""
+    string, naming the dataset row (inside a batch the index would mean nothing). Each column
+    is read once."""
     columns = getattr(train_dataset, "column_names", None)
     if not columns:
         return
-    for column in ("query", "code", "negatives", "negative_queries"):
-        if column not in columns:
-            continue
-        for row, value in enumerate(train_dataset[column]):
-            items = value if column.startswith("negative") and isinstance(value, list) else [value]
-            for item in items:
-                if not isinstance(item, str) or not item.strip():
-                    raise ValueError(
-                        f"train_dataset row {row}: {column!r} must hold non-blank text, got "
-                        f"{value!r} (the data loaders skip and count such rows; filter this "
-                        "dataset the same way)"
-                    )
+    for column in ("query", "code"):
+        if column in columns:
+            for row, value in enumerate(train_dataset[column]):
+                if not _is_text(value):
+                    raise _blank_text(row, column, value)
     if "negatives" in columns or "negative_queries" in columns:
         _check_negative_columns(train_dataset, columns)
 
 
 def _check_negative_columns(train_dataset: Any, columns: list[str]) -> None:
-    """Hard negatives: both list columns, one paired query per negative, the same k in every
-    row (the collator stacks them column by column), each problem named by its dataset row."""
+    """Hard negatives: both list columns of non-blank texts, one paired query per negative, the
+    same k in every row (the collator stacks them column by column), each problem named by its
+    dataset row."""
     missing = {"negatives", "negative_queries"} - set(columns)
     if missing:
         raise ValueError(
@@ -117,6 +123,9 @@ def _check_negative_columns(train_dataset: Any, columns: list[str]) -> None:
                 f"train_dataset row {row}: 'negatives' and 'negative_queries' must be lists, "
                 f"got {type(negatives).__name__} and {type(queries).__name__}"
             )
+        for column, values in (("negatives", negatives), ("negative_queries", queries)):
+            if not all(_is_text(item) for item in values):
+                raise _blank_text(row, column, values)
         if len(queries) != len(negatives):
             raise ValueError(
                 f"train_dataset row {row}: {len(negatives)} negatives but {len(queries)} "
