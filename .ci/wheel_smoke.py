@@ -2,7 +2,8 @@
 
 Imports the package from site-packages, trains a tiny random bi-encoder for two steps with
 Soft-InfoNCE (BM25 weights), saves it, then indexes the installed package's own functions
-and searches them with the ``soft-infonce`` console script and ``python -m soft_infonce``, and
+and searches them with the ``soft-infonce`` console script and
+``python -m soft_infonce.codesearch``, and
 runs ``soft-infonce train`` (``--help``, then two steps from a Code-Text file).
 A module or file missing from the wheel fails one of these steps.
 """
@@ -24,8 +25,11 @@ import torch  # noqa: E402
 from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
 
 import soft_infonce  # noqa: E402
-from soft_infonce.modeling import BiEncoder  # noqa: E402
-from soft_infonce.trainer import SoftInfoNCETrainer, SoftInfoNCETrainingArguments  # noqa: E402
+from soft_infonce.integrations.hf.modeling import BiEncoder  # noqa: E402
+from soft_infonce.integrations.hf.trainer import (  # noqa: E402
+    SoftInfoNCETrainer,
+    SoftInfoNCETrainingArguments,
+)
 
 package = Path(soft_infonce.__file__).parent
 assert "site-packages" in str(package), f"not the installed wheel: {package}"
@@ -70,7 +74,7 @@ with tempfile.TemporaryDirectory() as tmp:
 
     print(run(str(bin_dir / "soft-infonce"), "index", str(package), "--model", str(root / "model"),
               "--out", str(root / "index"), "--no-progress").strip())  # fmt: skip
-    hits = run(sys.executable, "-m", "soft_infonce", "search", str(root / "index"),
+    hits = run(sys.executable, "-m", "soft_infonce.codesearch", "search", str(root / "index"),
                "read a json file", "-k", "3").splitlines()  # fmt: skip
     assert len(hits) == 3 and all(str(package) in line for line in hits), hits
 

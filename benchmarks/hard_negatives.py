@@ -72,8 +72,8 @@ import torch  # noqa: E402
 from hard_negatives_report import report, summarise  # noqa: E402
 from transformers import TrainerCallback, set_seed  # noqa: E402
 
-from soft_infonce import data as D  # noqa: E402
-from soft_infonce.trainer import (  # noqa: E402
+from soft_infonce.integrations.hf.retrieval import pairs_to_retrieval_set  # noqa: E402
+from soft_infonce.integrations.hf.trainer import (  # noqa: E402
     LOSSES,
     SoftInfoNCETrainer,
     SoftInfoNCETrainingArguments,
@@ -141,7 +141,7 @@ def load_data(args) -> dict:
             raise SystemExit(f"--experiments: {error}") from error
         pairs = pairs.select_columns(["query", "code"]).shuffle(seed=0)
         n_valid = max(2, round(args.valid_fraction * len(pairs)))
-        valid = D.pairs_to_retrieval_set(pairs.select(range(n_valid)), name=f"{exp}-valid")
+        valid = pairs_to_retrieval_set(pairs.select(range(n_valid)), name=f"{exp}-valid")
         train = pairs.select(range(n_valid, len(pairs)))
         data[exp] = (train, valid, test)
     return data
@@ -149,7 +149,7 @@ def load_data(args) -> dict:
 
 def mine(train, method: str, k: int, args):
     """The training pairs with ``negatives``/``negative_queries`` mined from the training pool."""
-    from soft_infonce.data import mine_hard_negatives
+    from soft_infonce.codesearch.data import mine_hard_negatives
 
     base, _, filtered = method.partition("-")
     options = {"relative_margin": 0.05} if filtered else {}
@@ -262,7 +262,9 @@ def make_estimator(name: str, model, infonce_model, args):
     elif base == "self":
         estimator = E.SelfGuidedEstimator()
     elif base == "ema":
-        estimator = E.EMAEstimator(
+        from soft_infonce.integrations.hf.ema_estimator import EMAEstimator
+
+        estimator = EMAEstimator(
             model,
             decay=0.99,
             max_query_length=args.max_query_length,

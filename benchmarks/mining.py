@@ -13,7 +13,7 @@
    ``relative_margin=0.05``), and dense with the offline MiniLM (sentence-transformers,
    ``max_seq_length`` 128) on ``--dense-pairs`` pairs.
 
-Corpus: (docstring summary, function) pairs mined with ``soft_infonce.data.mine_pairs``
+Corpus: (docstring summary, function) pairs mined with ``soft_infonce.codesearch.data.mine_pairs``
 from the standard library and this interpreter's site-packages (about 50k pairs here); the
 100k corpus repeats them to 100k (a stated replication: df and lengths keep their shape,
 postings double). Cached in ``--cache``. Two CPU cores, shared::
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from soft_infonce.bm25 import BM25, code_tokenize
-from soft_infonce.data import default_corpus, mine_hard_negatives, mine_pairs
+from soft_infonce.codesearch.data import default_corpus, mine_hard_negatives, mine_pairs
 from soft_infonce.estimators import BM25Estimator
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -34,19 +34,18 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import set_seed  # noqa: E402
 
-from soft_infonce import data as D  # noqa: E402
-from soft_infonce.estimators import (  # noqa: E402
-    BM25Estimator,
-    EmbeddingEstimator,
-    TrainedModelEstimator,
-)
-from soft_infonce.evaluation import retrieval_metrics, target_ranks  # noqa: E402
-from soft_infonce.modeling import BiEncoder  # noqa: E402
-from soft_infonce.trainer import (  # noqa: E402
+from soft_infonce.codesearch import data as D  # noqa: E402
+from soft_infonce.estimators import BM25Estimator  # noqa: E402
+from soft_infonce.integrations.hf.modeling import BiEncoder  # noqa: E402
+from soft_infonce.integrations.hf.retrieval import pairs_to_retrieval_set  # noqa: E402
+from soft_infonce.integrations.hf.trained_estimator import TrainedModelEstimator  # noqa: E402
+from soft_infonce.integrations.hf.trainer import (  # noqa: E402
     SoftInfoNCETrainer,
     SoftInfoNCETrainingArguments,
     build_loss,
 )
+from soft_infonce.integrations.sentence_transformers.estimator import EmbeddingEstimator  # noqa: E402
+from soft_infonce.metrics import retrieval_metrics, target_ranks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -77,7 +76,7 @@ def experiment(name: str) -> tuple:
         return mined["train"], cosqa
     if name == "ruby":
         ruby = D.load_code_text(DATA / "csn-ruby" / "valid.jsonl")
-        test = D.pairs_to_retrieval_set(ruby.select(range(1000, len(ruby))), name="ruby")
+        test = pairs_to_retrieval_set(ruby.select(range(1000, len(ruby))), name="ruby")
         return ruby.select(range(1000)), test
     raise ValueError(f"experiments must name 'stdlib->cosqa' and/or 'ruby', got {name!r}")
 

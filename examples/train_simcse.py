@@ -19,7 +19,7 @@ Tiny run (a minute or two on CPU), from the repository root:
 
 Then:
 
-    from soft_infonce.estimators import EmbeddingEstimator
+    from soft_infonce.integrations.sentence_transformers.estimator import EmbeddingEstimator
     estimator = EmbeddingEstimator("runs/simcse-tiny/final", side="query-query")
 
 Any ``SentenceTransformerTrainingArguments`` option works (``--num_train_epochs``,

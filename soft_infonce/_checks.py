@@ -118,3 +118,8 @@ def check_same_shape(
             f"{name} must have the shape of {ref_name} {tuple(reference.shape)}, got "
             f"{tuple(value.shape)}"
         )
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` holds nothing but whitespace."""
+    return not text.strip()

@@ -3,7 +3,7 @@
 :mod:`soft_infonce.functional` is the public, checked form of the same equations (it scans
 every input for NaN/inf, which costs a device-to-host sync per check). The modules check
 shapes and settings once and call these kernels, so a training step never waits on the
-device; ``tests/test_losses.py`` compares the two forms. Statistics stay 0-d tensors.
+device; ``tests/core/test_losses.py`` compares the two forms. Statistics stay 0-d tensors.
 """
 
 from __future__ import annotations

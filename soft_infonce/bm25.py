@@ -3,7 +3,8 @@
 :class:`BM25` scores queries against a set of documents with the formula of
 ``rank_bm25.BM25Okapi`` (idf floored at ``epsilon`` times the mean idf). The same object
 serves a training batch (:class:`~soft_infonce.estimators.BM25Estimator`: tens of documents,
-every score, ~0.1 ms) and a corpus (:func:`soft_infonce.data.mine_hard_negatives`: 10^4-10^5
+every score, ~0.1 ms) and a corpus (:func:`soft_infonce.codesearch.data.mine_hard_negatives`:
+10^4-10^5
 documents, scores in chunks of queries). Tokenisations are cached per text, so a text seen
 in an earlier call costs a dictionary lookup.
 

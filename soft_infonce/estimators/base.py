@@ -11,9 +11,7 @@ encoders and their embedding cache live in :mod:`soft_infonce.estimators.frozen`
 from __future__ import annotations
 
 import abc
-import functools
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -21,39 +19,6 @@ import torch
 from soft_infonce.estimators.checks import check_texts
 
 __all__ = ["WeightEstimator", "check_texts"]
-
-_CO_VARARGS, _CO_VARKEYWORDS = 0x04, 0x08
-
-
-def _legacy_similarity(cls: type, method: Callable[..., Any]) -> Callable[..., Any] | None:
-    """An adapter for a ``similarity`` that cannot take candidate_queries positionally.
-
-    The interface calls ``similarity(queries, codes, candidate_queries)``. Subclasses written
-    for older releases defined ``similarity(self, queries, codes)`` (never given
-    candidate_queries) or took it by keyword only; they keep working through this adapter,
-    with a ``DeprecationWarning`` when the class is created. ``None`` when no adapter is needed
-    (the fixed signature, ``*args``, or anything that is not a plain function).
-    """
-    code = getattr(method, "__code__", None)
-    if code is None or code.co_argcount >= 4 or code.co_flags & _CO_VARARGS:
-        return None
-    names = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
-    by_keyword = "candidate_queries" in names or bool(code.co_flags & _CO_VARKEYWORDS)
-    warnings.warn(
-        f"{cls.__qualname__}.similarity should take (self, queries, codes, "
-        "candidate_queries=None); the form it has is deprecated and will stop working in a "
-        "future release",
-        DeprecationWarning,
-        stacklevel=4,  # the class statement (through ABCMeta.__new__)
-    )
-
-    @functools.wraps(method)
-    def similarity(self: Any, queries: Any, codes: Any, candidate_queries: Any = None) -> Any:
-        if by_keyword:
-            return method(self, queries, codes, candidate_queries=candidate_queries)
-        return method(self, queries, codes)
-
-    return similarity
 
 
 class WeightEstimator(abc.ABC):
@@ -85,14 +50,6 @@ class WeightEstimator(abc.ABC):
     preset: ClassVar[str | None] = None
     requires_candidate_queries: bool = False
     uses_scores: ClassVar[bool] = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        method = cls.__dict__.get("similarity")
-        if method is not None and not getattr(method, "__isabstractmethod__", False):
-            adapter = _legacy_similarity(cls, method)
-            if adapter is not None:
-                cls.similarity = adapter  # type: ignore[method-assign]
 
     @abc.abstractmethod
     def similarity(
@@ -189,18 +146,3 @@ class WeightEstimator(abc.ABC):
                 f"scores (NaN or inf) out of {scores.numel()}"
             )
         return scores
-
-
-def __getattr__(name: str) -> Any:
-    """``freeze`` moved to :mod:`soft_infonce.estimators.frozen`; the old import still works."""
-    if name == "freeze":
-        warnings.warn(
-            "soft_infonce.estimators.base.freeze moved to soft_infonce.estimators.frozen.freeze "
-            "(also soft_infonce.estimators.freeze)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from soft_infonce.estimators.frozen import freeze
-
-        return freeze
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,14 +11,14 @@ Soft-InfoNCE is cross-entropy on ``scores + log(weights)``. InfoNCE is ``log w =
 false-negative cancellation is ``log w = -inf``.
 """
 
-from .baselines import (
+from soft_infonce.functional.baselines import (
     bce_soft_label_loss,
     cancellation_weights,
     kl_regularized_infonce_loss,
     unrecognised_positives,
     weighted_infonce_loss,
 )
-from .core import (
+from soft_infonce.functional.core import (
     check_scores,
     default_labels,
     negative_distribution,

@@ -7,9 +7,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_number
-from .._kernels import positive_mask as _positive_mask
-from .core import (
+from soft_infonce._checks import check_number
+from soft_infonce._kernels import positive_mask as _positive_mask
+from soft_infonce.functional.core import (
     Reduction,
     _check_reduction,
     _check_similarity,

@@ -7,9 +7,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .. import _kernels
-from .._checks import check_number, check_same_shape, check_tensor
-from .._kernels import positive_mask as _positive_mask
+from soft_infonce import _kernels
+from soft_infonce._checks import check_number, check_same_shape, check_tensor
+from soft_infonce._kernels import positive_mask as _positive_mask
 
 __all__ = [
     "check_scores",

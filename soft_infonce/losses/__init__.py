@@ -13,15 +13,15 @@ Every loss here shares one path, :meth:`ContrastiveLoss.compute_loss_from_embedd
 
 from __future__ import annotations
 
-from ..presets import PRESETS
-from .base import CITATION, ContrastiveLoss
-from .baselines import (
+from soft_infonce.losses.base import CITATION, ContrastiveLoss
+from soft_infonce.losses.baselines import (
     BCELoss,
     FalseNegativeCancellationLoss,
     KLRegularizedInfoNCELoss,
     WeightedInfoNCELoss,
 )
-from .soft_infonce import InfoNCELoss, SoftInfoNCELoss
+from soft_infonce.losses.soft_infonce import InfoNCELoss, SoftInfoNCELoss
+from soft_infonce.presets import PRESETS
 
 __all__ = [
     "CITATION",

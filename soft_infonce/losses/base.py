@@ -20,10 +20,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..distributed import GatheredCandidates, gather_candidates, gather_with_grad, world_size
-from ..estimators.base import WeightEstimator
-from ..presets import PRESETS, check_number
-from .checks import (
+from soft_infonce.distributed import (
+    GatheredCandidates,
+    gather_candidates,
+    gather_with_grad,
+    world_size,
+)
+from soft_infonce.estimators.base import WeightEstimator
+from soft_infonce.losses.checks import (
     candidate_matrix,
     check_candidates,
     check_finite,
@@ -31,6 +35,7 @@ from .checks import (
     check_tensor,
     texts_of,
 )
+from soft_infonce.presets import PRESETS, check_number
 
 __all__ = ["CITATION", "PRESETS", "ContrastiveLoss"]
 

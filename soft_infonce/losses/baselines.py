@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from numbers import Integral
 from typing import Any, Literal
 
-from .. import _kernels as kernels
-from .. import functional as SF
-from ..estimators.base import WeightEstimator
-from ..presets import check_number, resolve
-from .base import ContrastiveLoss
+from soft_infonce import _kernels as kernels
+from soft_infonce import functional as SF
+from soft_infonce.estimators.base import WeightEstimator
+from soft_infonce.losses.base import ContrastiveLoss
+from soft_infonce.presets import check_number, resolve
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from typing import Any, Literal
 
 import torch
 
-from .. import _kernels as kernels
-from .. import functional as SF
-from ..estimators.base import WeightEstimator
-from ..presets import PRESETS, check_number, resolve
-from .base import ContrastiveLoss
+from soft_infonce import _kernels as kernels
+from soft_infonce import functional as SF
+from soft_infonce.estimators.base import WeightEstimator
+from soft_infonce.losses.base import ContrastiveLoss
+from soft_infonce.presets import PRESETS, check_number, resolve
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,121 @@
+"""One face for the models an index can embed with: a :class:`BiEncoder` or a
+sentence-transformers model, loaded from a folder or given as an object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["Encoder", "load_encoder"]
+
+Side = Literal["query", "code"]
+
+
+class Encoder:
+    """Embeds queries and code as float32 rows whose inner product ranks like the model.
+
+    Args:
+        model: A :class:`~soft_infonce.integrations.hf.modeling.BiEncoder` or a
+            ``sentence_transformers.SentenceTransformer``.
+        path: The folder it was loaded from (recorded in a saved index), if any.
+
+    Attributes:
+        kind: ``"bi_encoder"`` or ``"sentence_transformers"``.
+        dim: The embedding width.
+        scale: Reported scores are ``scale * q . c`` (the BiEncoder's own scale; 1 for a
+            sentence-transformers model, whose embeddings are normalised when its similarity
+            is cosine).
+    """
+
+    def __init__(self, model: Any, path: str | None = None) -> None:
+        from soft_infonce.integrations.hf.modeling import BiEncoder
+
+        self.model, self.path = model, path
+        if isinstance(model, BiEncoder):
+            self.kind = "bi_encoder"
+            self.dim = int(model.embedding_dim)
+            self.scale = float(model.scale)
+            self.normalize = False  # the BiEncoder applies its own setting
+            self.max_tokens = _max_tokens(model)
+        elif hasattr(model, "encode_query") and hasattr(model, "encode_document"):
+            self.kind = "sentence_transformers"
+            old_name = "get_sentence_embedding_dimension"  # sentence-transformers < 6
+            get_dim = getattr(model, "get_embedding_dimension", None) or getattr(model, old_name)
+            self.dim = int(get_dim())
+            self.scale = 1.0
+            self.normalize = str(getattr(model, "similarity_fn_name", "cosine")) == "cosine"
+        else:
+            raise TypeError(
+                "model must be a BiEncoder, a sentence_transformers.SentenceTransformer or a "
+                f"path to a saved one, got {type(model).__name__}"
+            )
+
+    def encode(
+        self, texts: Sequence[str], side: Side, *, batch_size: int = 64, max_length: int = 256
+    ) -> np.ndarray:
+        """Embed ``texts`` as a ``(len(texts), dim)`` float32 C-contiguous array."""
+        texts = list(texts)
+        if self.kind == "bi_encoder":
+            array = self.model.encode_texts(
+                texts, side=side, max_length=min(max_length, self.max_tokens),
+                batch_size=batch_size,
+            ).numpy()  # fmt: skip
+        else:
+            method = getattr(self.model, "encode_query" if side == "query" else "encode_document")
+            array = method(
+                texts,
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+                normalize_embeddings=self.normalize,
+            )
+        array = np.ascontiguousarray(array, dtype=np.float32).reshape(len(texts), -1)
+        if array.shape[1] != self.dim:
+            raise ValueError(f"the model gave embeddings of dim {array.shape[1]}, not {self.dim}")
+        return array
+
+
+def _max_tokens(model: Any) -> int:
+    """The longest input the encoder's position embeddings and tokenizer allow."""
+    limit = int(getattr(model.tokenizer, "model_max_length", 0) or 0) or 10**9
+    config = getattr(model.encoder, "config", None)
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int):
+        # RoBERTa-style models start positions after the padding index.
+        roberta = "roberta" in str(getattr(config, "model_type", ""))
+        offset = int(getattr(config, "pad_token_id", 0) or 0) + 1 if roberta else 0
+        limit = min(limit, positions - offset)
+    return limit
+
+
+def load_encoder(model: Any) -> Encoder:
+    """An :class:`Encoder` from a model object or a saved folder.
+
+    A folder with ``bi_encoder.json`` (or no ``modules.json``) loads as a
+    :class:`~soft_infonce.integrations.hf.modeling.BiEncoder`; one with only the
+    sentence-transformers layout
+    (``modules.json``) loads with ``SentenceTransformer``.
+
+    Raises:
+        ValueError: the path is not an existing folder.
+        TypeError: ``model`` is neither a path nor a supported model.
+    """
+    if isinstance(model, Encoder):
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        return Encoder(model)
+    path = os.path.abspath(os.fspath(model))
+    if not os.path.isdir(path):
+        raise ValueError(f"model must be an existing model folder, got {os.fspath(model)!r}")
+    has = lambda name: os.path.isfile(os.path.join(path, name))  # noqa: E731
+    if has("modules.json") and not has("bi_encoder.json"):
+        from sentence_transformers import SentenceTransformer
+
+        return Encoder(SentenceTransformer(path, local_files_only=True), path)
+    import soft_infonce.codesearch.graphcodebert  # noqa: F401  (registers its input layout)
+    from soft_infonce.integrations.hf.modeling import BiEncoder
+
+    return Encoder(BiEncoder.from_pretrained(path), path)

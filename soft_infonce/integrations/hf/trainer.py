@@ -1,0 +1,393 @@
+"""``SoftInfoNCETrainer``: a ``transformers.Trainer`` for bi-encoders trained with Soft-InfoNCE.
+
+The trainer overrides only what it must: ``compute_loss`` (embed both sides, hand the batch's
+raw texts to the loss through its ``compute_loss_from_embeddings`` seam; gradient caching is
+a loss-side backward hook, see :mod:`soft_infonce.gradcache`), ``_set_signature_columns_if_needed``
+(so the text columns survive ``remove_unused_columns``), ``evaluate`` (retrieval MRR on the
+validation set, never the test set), ``log`` (the weight statistics beside the loss, turned
+into numbers only there) and ``_save`` (checkpoints written by the model's ``save_pretrained``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any
+
+import torch
+from accelerate.utils import extract_model_from_parallel  # type: ignore[import-untyped]
+from transformers import Trainer
+from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import TrainOutput
+
+from soft_infonce.estimators.base import WeightEstimator
+from soft_infonce.gradcache import grad_cached_loss
+from soft_infonce.integrations.hf.collator import BiEncoderCollator
+from soft_infonce.integrations.hf.multiprocess import evaluate_retrieval_sharded, reduce_statistics
+from soft_infonce.integrations.hf.retrieval import RetrievalSet, pairs_to_retrieval_set
+from soft_infonce.integrations.hf.training_args import (
+    ESTIMATORS,
+    LOSSES,
+    SoftInfoNCETrainingArguments,
+    build_estimator,
+    build_loss,
+)
+from soft_infonce.losses import ContrastiveLoss
+
+__all__ = [
+    "ESTIMATORS",
+    "LOSSES",
+    "SoftInfoNCETrainer",
+    "SoftInfoNCETrainingArguments",
+    "build_estimator",
+    "build_loss",
+]
+
+_COLUMNS = ["query", "code", "negatives", "negative_queries"]
+
+
+def _default_collator(model: Any, args: SoftInfoNCETrainingArguments) -> BiEncoderCollator:
+    return BiEncoderCollator.for_model(model, args.max_query_length, args.max_code_length)
+
+
+def _check_train_size(train_dataset: Any, args: SoftInfoNCETrainingArguments) -> None:
+    if train_dataset is None or not hasattr(train_dataset, "__len__"):
+        return
+    size, batch = len(train_dataset), args.train_batch_size * max(1, args.world_size)
+    if size == 0:
+        raise ValueError("train_dataset is empty (0 rows): nothing to train on")
+    if args.dataloader_drop_last and size < batch:
+        raise ValueError(
+            f"train_dataset has {size} rows, fewer than one global batch of {batch} "
+            f"(per_device_train_batch_size {args.per_device_train_batch_size} x "
+            f"{args.train_batch_size // args.per_device_train_batch_size} device(s) x "
+            f"{max(1, args.world_size)} process(es)) with dataloader_drop_last=True: no step "
+            "would run. Use more pairs or a smaller batch."
+        )
+
+
+def _blank_text(row: int, column: str, value: Any) -> ValueError:
+    return ValueError(
+        f"train_dataset row {row}: {column!r} must hold non-blank text, got {value!r} (the data "
+        "loaders skip and count such rows; filter this dataset the same way)"
+    )
+
+
+def _is_text(item: Any) -> bool:
+    return isinstance(item, str) and bool(item.strip())
+
+
+def _check_train_texts(train_dataset: Any) -> None:
+    """Refuse, before any step, a row whose query, code or hard negative is not a non-blank
+    string, naming the dataset row (inside a batch the index would mean nothing). Each column
+    is read once."""
+    columns = getattr(train_dataset, "column_names", None)
+    if not columns:
+        return
+    for column in ("query", "code"):
+        if column in columns:
+            for row, value in enumerate(train_dataset[column]):
+                if not _is_text(value):
+                    raise _blank_text(row, column, value)
+    if "negatives" in columns or "negative_queries" in columns:
+        _check_negative_columns(train_dataset, columns)
+
+
+def _check_negative_columns(train_dataset: Any, columns: list[str]) -> None:
+    """Hard negatives: both list columns of non-blank texts, one paired query per negative, the
+    same k in every row (the collator stacks them column by column), each problem named by its
+    dataset row."""
+    missing = {"negatives", "negative_queries"} - set(columns)
+    if missing:
+        raise ValueError(
+            f"train_dataset has {sorted({'negatives', 'negative_queries'} - missing)} but no "
+            f"{sorted(missing)}: hard negatives need both list columns (mine_hard_negatives "
+            "writes them)"
+        )
+    k = None
+    rows = zip(train_dataset["negatives"], train_dataset["negative_queries"], strict=True)
+    for row, (negatives, queries) in enumerate(rows):
+        if not isinstance(negatives, list) or not isinstance(queries, list):
+            raise ValueError(
+                f"train_dataset row {row}: 'negatives' and 'negative_queries' must be lists, "
+                f"got {type(negatives).__name__} and {type(queries).__name__}"
+            )
+        for column, values in (("negatives", negatives), ("negative_queries", queries)):
+            if not all(_is_text(item) for item in values):
+                raise _blank_text(row, column, values)
+        if len(queries) != len(negatives):
+            raise ValueError(
+                f"train_dataset row {row}: {len(negatives)} negatives but {len(queries)} "
+                "negative_queries (one paired query per negative)"
+            )
+        if k is None:
+            k = len(negatives)
+        elif len(negatives) != k:
+            raise ValueError(
+                f"train_dataset row {row}: {len(negatives)} negatives, row 0 has {k}: every row "
+                "needs the same k (mine_hard_negatives drops rows left with fewer)"
+            )
+
+
+class SoftInfoNCETrainer(Trainer):
+    """Train a :class:`~soft_infonce.BiEncoder` with Soft-InfoNCE (or any loss of this library).
+
+    Args:
+        model: the bi-encoder (its tokenizer and input layout feed the default collator).
+        args: :class:`SoftInfoNCETrainingArguments`.
+        train_dataset: pairs with ``query`` and ``code`` columns (and optionally
+            ``negatives``/``negative_queries``, see :mod:`soft_infonce.codesearch.data`); it must
+            hold
+            at least one global batch.
+        eval_dataset: validation pairs (a ``Dataset`` with ``query``/``code``, ranked among
+            their own codes) or a :class:`~soft_infonce.integrations.hf.retrieval.RetrievalSet`.
+            Model selection uses
+            it: set ``metric_for_best_model="mrr"``. Never pass the test set here.
+        loss: a loss module; built from ``args`` (and ``estimator``) when ``None``.
+        estimator: the weight estimator; built from ``args`` when ``None`` and ``loss`` is None.
+        **kwargs: passed to ``transformers.Trainer``.
+
+    Examples:
+        >>> trainer = SoftInfoNCETrainer(model, args, train_dataset=train, eval_dataset=valid)
+        >>> trainer.train()
+    """
+
+    args: SoftInfoNCETrainingArguments
+
+    def __init__(
+        self,
+        model,
+        args: SoftInfoNCETrainingArguments,
+        train_dataset=None,
+        eval_dataset=None,
+        loss: ContrastiveLoss | None = None,
+        estimator: WeightEstimator | None = None,
+        data_collator=None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(args, SoftInfoNCETrainingArguments):
+            raise TypeError(f"args must be SoftInfoNCETrainingArguments, got {type(args).__name__}")
+        _check_train_size(train_dataset, args)
+        _check_train_texts(train_dataset)
+        if loss is None:
+            estimator = estimator if estimator is not None else build_estimator(args)
+            loss = build_loss(args, estimator, scale=getattr(model, "scale", 1.0))
+        if data_collator is None:
+            data_collator = _default_collator(model, args)
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {k: _as_retrieval_set(v, k) for k, v in eval_dataset.items()}
+        elif eval_dataset is not None:
+            eval_dataset = _as_retrieval_set(eval_dataset, "eval")
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=data_collator,
+            **kwargs,
+        )
+        self.loss_fn = loss
+        self._statistics: dict[str, torch.Tensor] = {}
+        self._statistics_steps = 0
+        self._last_eval_metrics: dict[str, float] = {}
+
+    def _set_signature_columns_if_needed(self) -> None:
+        if self._signature_columns is None:
+            self._signature_columns = list(_COLUMNS)  # type: ignore[assignment]
+
+    def train(
+        self,
+        resume_from_checkpoint: str | bool | None = None,
+        trial: Any = None,
+        ignore_keys_for_eval: list[str] | None = None,
+        **kwargs: Any,
+    ) -> TrainOutput:
+        """``Trainer.train``; ``resume_from_checkpoint=True`` resumes from the last *complete*
+        checkpoint of ``output_dir`` (one whose write was killed half-way is set aside, see
+        :mod:`soft_infonce.integrations.hf.checkpoints`) instead of failing on it."""
+        if resume_from_checkpoint is True:
+            from soft_infonce.integrations.hf.checkpoints import last_complete_checkpoint
+
+            if self.args.output_dir is None:
+                raise ValueError("resume_from_checkpoint=True needs args.output_dir, got None")
+            found = last_complete_checkpoint(
+                self.args.output_dir, set_aside_incomplete=self.is_world_process_zero()
+            )
+            if found is None:
+                raise ValueError(
+                    "resume_from_checkpoint=True but output_dir "
+                    f"{self.args.output_dir!r} holds no complete checkpoint-<step> folder"
+                )
+            resume_from_checkpoint = str(found)
+        return super().train(
+            resume_from_checkpoint=resume_from_checkpoint,
+            trial=trial,
+            ignore_keys_for_eval=ignore_keys_for_eval,
+            **kwargs,  # older transformers take more keywords
+        )
+
+    def compute_loss(
+        self,
+        model,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ):
+        """Embed queries and candidates, then the loss with the batch's raw texts
+        (``queries``, ``codes``, ``candidate_queries``); gradient-cached when
+        ``args.mini_batch_size`` is set."""
+        outputs = None
+        if self.args.mini_batch_size is not None and not return_outputs:
+            loss = grad_cached_loss(model, self.loss_fn, inputs, self.args.mini_batch_size)
+        else:
+            tensors = {k: v for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+            query_embeddings, code_embeddings = model(**tensors)
+            loss = self.loss_fn.compute_loss_from_embeddings(
+                query_embeddings, code_embeddings, inputs
+            )
+            outputs = {"query_embeddings": query_embeddings, "code_embeddings": code_embeddings}
+        if model.training and torch.is_grad_enabled():
+            self._accumulate(self.loss_fn.last_statistics)
+        return (loss, outputs) if return_outputs else loss
+
+    def _accumulate(self, statistics: dict[str, torch.Tensor]) -> None:
+        """Running min / max / sum of the statistics on their device (no host sync)."""
+        for key, value in statistics.items():
+            old = self._statistics.get(key)
+            if old is None:
+                self._statistics[key] = value
+            elif key.endswith("_min"):
+                self._statistics[key] = torch.minimum(old, value)
+            elif key.endswith("_max"):
+                self._statistics[key] = torch.maximum(old, value)
+            else:
+                self._statistics[key] = old + value
+        self._statistics_steps += 1 if statistics else 0
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the weight statistics since the last log (mean; min and max over the steps),
+        averaged over the processes (min and max over them)."""
+        if "loss" in logs and self._statistics:
+            steps = max(1, self._statistics_steps)
+            # the mean over processes (min / max over them): every process logs, same keys
+            reduced = reduce_statistics(self._statistics)
+            numbers = {
+                key: float(value) if key.endswith(("_min", "_max")) else float(value) / steps
+                for key, value in reduced.items()
+            }
+            if self.is_world_process_zero():
+                self.loss_fn.check_statistics(numbers)
+            logs.update(numbers)
+            self._statistics, self._statistics_steps = {}, 0
+        super().log(logs, start_time)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """Retrieval MRR and recall@k of the validation queries among the validation codes.
+
+        With several processes each encodes its share of the queries and codes and the
+        embeddings are gathered: every process gets the metrics of the whole set."""
+        target = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if target is None:
+            raise ValueError("evaluate needs an eval_dataset (validation pairs or RetrievalSet)")
+        sets: dict[str, RetrievalSet] = (
+            {k: _as_retrieval_set(v, k) for k, v in target.items()}
+            if isinstance(target, dict)
+            else {"": _as_retrieval_set(target, "eval")}
+        )
+        model = extract_model_from_parallel(self.model)
+        metrics: dict[str, float] = {}
+        for name, rset in sets.items():
+            prefix = f"{metric_key_prefix}_{name}_" if name else f"{metric_key_prefix}_"
+            result = evaluate_retrieval_sharded(  # each process encodes 1 / world of the set
+                model,
+                rset.queries,
+                rset.codes,
+                rset.relevant,
+                batch_size=self.args.per_device_eval_batch_size,
+                max_query_length=self.args.max_query_length,
+                max_code_length=self.args.max_code_length,
+                show_progress=not self.args.disable_tqdm and self.is_world_process_zero(),
+            )
+            metrics.update({prefix + k.replace("@", "_at_"): float(v) for k, v in result.items()})
+        self._last_eval_metrics = dict(metrics)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(
+            self.args, self.state, self.control, metrics
+        )
+        return metrics
+
+    def model_card(self) -> dict[str, Any]:
+        """What the saved model's card states: loss, estimator, data sizes, last metrics."""
+        estimator = self.loss_fn.estimator
+        card: dict[str, Any] = {
+            "loss": type(self.loss_fn).__name__,
+            "loss_config": self.loss_fn.get_config_dict(),
+            "estimator": None if estimator is None else type(estimator).__name__,
+            "estimator_settings": _estimator_settings(estimator),
+            "train_size": _size(self.train_dataset),
+            "eval_size": _size(self.eval_dataset),
+            "eval_metrics": dict(self._last_eval_metrics),
+            "global_step": self.state.global_step,
+        }
+        return card
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Write checkpoints and ``save_model`` through the model's ``save_pretrained`` (with
+        a model card), so every checkpoint loads with ``BiEncoder.from_pretrained``; models
+        without it (or a given ``state_dict``, e.g. FSDP) take the Trainer's own path."""
+        model = extract_model_from_parallel(self.model)
+        save = getattr(model, "save_pretrained", None)
+        from transformers import PreTrainedModel
+
+        if save is None or state_dict is not None or isinstance(model, PreTrainedModel):
+            super()._save(output_dir, state_dict)
+            return
+        output_dir = str(output_dir if output_dir is not None else self.args.output_dir)
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        if "model_card" in inspect.signature(save).parameters:
+            save(output_dir, model_card=self.model_card())
+        else:
+            save(output_dir)
+        torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
+
+
+def _size(data: Any) -> int | dict[str, int] | None:
+    if isinstance(data, dict):
+        return {k: _size(v) for k, v in data.items()}  # type: ignore[misc]
+    if isinstance(data, RetrievalSet):
+        return len(data.queries)
+    return len(data) if hasattr(data, "__len__") else None
+
+
+def _estimator_settings(estimator: WeightEstimator | None) -> dict[str, Any]:
+    if estimator is None:
+        return {}
+    settings: dict[str, Any] = {"preset": getattr(estimator, "preset", None)}
+    for attr in ("get_config_dict", "cache_config"):
+        method = getattr(estimator, attr, None)
+        if callable(method):
+            try:
+                settings.update(
+                    {
+                        k: v
+                        for k, v in method().items()
+                        if isinstance(v, (str, int, float, bool, type(None)))
+                    }
+                )
+            except Exception:  # noqa: BLE001 - a card must never break a save
+                pass
+            break
+    return settings
+
+
+def _as_retrieval_set(data: Any, name: str) -> RetrievalSet:
+    if isinstance(data, RetrievalSet):
+        return data
+    if hasattr(data, "column_names") and {"query", "code"} <= set(data.column_names):
+        return pairs_to_retrieval_set(data, name=name)
+    raise ValueError(
+        f"eval_dataset {name!r} must be a RetrievalSet or a Dataset with 'query' and 'code' "
+        f"columns, got {type(data).__name__}"
+    )

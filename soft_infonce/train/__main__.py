@@ -1,8 +1,0 @@
-"""``python -m soft_infonce.train ARGS`` is ``soft-infonce train ARGS``."""
-
-from __future__ import annotations
-
-from soft_infonce.train import main
-
-if __name__ == "__main__":
-    main(prog="python -m soft_infonce.train")

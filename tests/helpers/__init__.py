@@ -1,0 +1,1 @@
+"""Helpers shared by test modules (a tiny tokenizer vocabulary, search fixtures)."""
