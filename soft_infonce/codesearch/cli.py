@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--nprobe", type=int,
                         help="IVF lists scanned for this query (default: the saved one)")
     search.add_argument("--json", action="store_true", help="print the hits as JSON lines")
+    search.add_argument(
+        "--allow-other-model", action="store_true",
+        help="search with --model even though it embeds differently from the model that "
+        "built the index (a warning instead of an error)",
+    )
 
     commands.add_parser(
         "train",
@@ -121,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _index(args: argparse.Namespace) -> int:
     from soft_infonce.codesearch.search import CodeIndex
+    from soft_infonce.codesearch.search.storage import check_destination
 
+    check_destination(args.out)  # before any embedding work
     languages = [x.strip() for x in args.languages.split(",")] if args.languages else None
     index = CodeIndex(
         args.model, index_type=args.index_type, hnsw_m=args.hnsw_m,
@@ -142,9 +149,12 @@ def _search(args: argparse.Namespace) -> int:
     from soft_infonce.codesearch.search._faiss import import_faiss
 
     import_faiss().omp_set_num_threads(1)  # one query: an OpenMP team only adds waiting
-    index = CodeIndex.load(args.index, model=args.model)
+    query = " ".join(args.query)
+    if not query.strip():
+        raise ValueError(f"query is blank: a query needs words, got {query!r}")
+    index = CodeIndex.load(args.index, model=args.model, allow_other_model=args.allow_other_model)
     index.set_search_params(ef_search=args.ef_search, nprobe=args.nprobe)
-    for hit in index.search(" ".join(args.query), k=args.k):
+    for hit in index.search(query, k=args.k):
         if args.json:
             fields = ("score", "path", "line", "end_line", "name", "language", "text")
             print(json.dumps({name: getattr(hit, name) for name in fields}, ensure_ascii=False))
@@ -161,7 +171,12 @@ def _train(argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (errors print one line, status 2)."""
+    """Run the command line; returns the exit status.
+
+    Bad input (a corrupt index or model folder, a blank query, an unusable ``--out``, a
+    missing extra, a file that cannot be read or written) prints one line on stderr and
+    returns 2, without a traceback.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
         return _train(argv[1:])
@@ -171,6 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return _index(args) if args.command == "index" else _search(args)
-    except (ValueError, ImportError) as error:
+    except (ValueError, ImportError, OSError) as error:
         print(f"soft-infonce {args.command}: error: {error}", file=sys.stderr)
         return 2

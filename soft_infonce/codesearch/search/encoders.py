@@ -9,9 +9,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["Encoder", "load_encoder"]
+__all__ = ["PROBE_TEXT", "Encoder", "load_encoder"]
 
 Side = Literal["query", "code"]
+#: Embedded on both sides when an index is saved and again when it is loaded: a model whose
+#: embeddings of it differ is not the model that built the index.
+PROBE_TEXT = (
+    "def read_json(path):\n    # read a json file\n    with open(path) as f:\n"
+    "        return json.load(f)"
+)
 
 
 class Encoder:
@@ -35,6 +41,11 @@ class Encoder:
 
         self.model, self.path = model, path
         if isinstance(model, BiEncoder):
+            if model.tokenizer is None:
+                raise ValueError(
+                    f"model must have a tokenizer to embed queries and code, got a BiEncoder "
+                    f"without one{f' (loaded from {path})' if path else ''}"
+                )
             self.kind = "bi_encoder"
             self.dim = int(model.embedding_dim)
             self.scale = float(model.scale)
@@ -77,6 +88,19 @@ class Encoder:
             raise ValueError(f"the model gave embeddings of dim {array.shape[1]}, not {self.dim}")
         return array
 
+    def probe(self, text: str, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+        """The query-side and code-side embeddings of ``text``, as float64 vectors."""
+        query, code = (
+            self.encode([text], side, batch_size=1, max_length=max_length)[0].astype(np.float64)
+            for side in ("query", "code")
+        )
+        return query, code
+
+    def probe_record(self, max_length: int) -> dict[str, Any]:
+        """What a saved index records of its model: :data:`PROBE_TEXT` and its embeddings."""
+        query, code = self.probe(PROBE_TEXT, max_length)
+        return {"text": PROBE_TEXT, "query": query.tolist(), "code": code.tolist()}
+
 
 def _max_tokens(model: Any) -> int:
     """The longest input the encoder's position embeddings and tokenizer allow."""
@@ -114,6 +138,9 @@ def load_encoder(model: Any) -> Encoder:
     if has("modules.json") and not has("bi_encoder.json"):
         from sentence_transformers import SentenceTransformer
 
+        from soft_infonce.integrations.hf.modeling.integrity import read_model_folder
+
+        read_model_folder(path, given={"pooling", "normalize"})  # every part whole
         return Encoder(SentenceTransformer(path, local_files_only=True), path)
     import soft_infonce.codesearch.graphcodebert  # noqa: F401  (registers its input layout)
     from soft_infonce.integrations.hf.modeling import BiEncoder

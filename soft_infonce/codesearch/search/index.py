@@ -125,6 +125,8 @@ class CodeIndex:
         self.scale = self.encoder.scale if self.encoder is not None else 1.0
         self.records: list[dict[str, Any]] = []
         self.skipped = Skipped()
+        self.model_probe: dict[str, Any] | None = None  # the model's probe embeddings
+        self.model_mismatch = False  # loaded with another model than the one that built it
         self._index: Any = None
 
     def __len__(self) -> int:
@@ -219,6 +221,11 @@ class CodeIndex:
 
     def _embed_codes(self, texts: Sequence[str]) -> np.ndarray:
         encoder = self._require_encoder()
+        if self.model_mismatch:
+            raise ValueError(
+                "this index was built with another model (loaded with allow_other_model=True): "
+                "adding code embedded by this one would mix two models' embeddings"
+            )
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # less padding
         result = np.empty((len(texts), encoder.dim), dtype=np.float32)
         bar = None
@@ -261,7 +268,9 @@ class CodeIndex:
     ) -> int:
         """Index the functions of the source files under ``paths``.
 
-        Files that cannot be read or parsed are counted in :attr:`skipped` and passed over.
+        Files that cannot be read or parsed are counted in :attr:`skipped` and passed over,
+        and so are files already in the index (``"already indexed"``: a file is indexed once;
+        to pick up changes, build the index again).
 
         Returns:
             The number of functions added.
@@ -271,7 +280,17 @@ class CodeIndex:
         """
         self._require_encoder()
         before = Skipped(self.skipped.counts.copy(), dict(self.skipped.examples))
-        units = list(iter_code_units(paths, languages, skip_tests=skip_tests, skipped=self.skipped))
+        indexed = {os.path.abspath(r["path"]) for r in self.records if r.get("path")}
+        units, repeated = [], set()
+        for unit in iter_code_units(paths, languages, skip_tests=skip_tests, skipped=self.skipped):
+            if os.path.abspath(unit.path) in indexed:
+                repeated.add(unit.path)
+            else:
+                units.append(unit)
+        for path in sorted(repeated):
+            self.skipped.add("already indexed", path)
+        if not units and repeated:
+            return 0
         if not units:
             new = self.skipped.total - before.total
             raise ValueError(
@@ -312,7 +331,10 @@ class CodeIndex:
     def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[SearchHit]]:
         """The top ``k`` hits of each query, best first."""
         if isinstance(queries, str) or not all(isinstance(q, str) for q in queries):
-            raise ValueError(f"queries must be a sequence of strings, got {queries!r}")
+            raise ValueError(f"queries must be a sequence of strings, got {queries!r:.80}")
+        for i, query in enumerate(queries):
+            if not query.strip():
+                raise ValueError(f"queries[{i}] is blank: a query needs words, got {query!r}")
         _positive_int("k", k)
         self._require_entries()
         encoder = self._require_encoder()
@@ -329,11 +351,21 @@ class CodeIndex:
         """The top ``k`` functions for one natural-language query, best first."""
         if not isinstance(query, str):
             raise ValueError(f"query must be a string, got {type(query).__name__}")
+        if not query.strip():
+            raise ValueError(f"query is blank: a query needs words, got {query!r}")
         return self.search_many([query], k)[0]
 
     # ------------------------------------------------------------------ files
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``index.faiss``, ``metadata.jsonl`` and ``search_index.json`` (no pickle).
+
+        The folder is written beside ``directory`` and renamed into place, so a reader (or a
+        save killed half way) sees the old index or the new one, never a mix; the manifest
+        records each part's sha256 and the model's embeddings of a probe text.
+
+        Raises:
+            IndexFolderError: ``directory`` is a file, or a folder holding something other
+                than an index.
 
         Returns:
             The folder.
@@ -344,19 +376,30 @@ class CodeIndex:
 
     @classmethod
     def load(
-        cls, directory: str | os.PathLike[str], model: Any = None, *, load_model: bool = True
+        cls,
+        directory: str | os.PathLike[str],
+        model: Any = None,
+        *,
+        load_model: bool = True,
+        allow_other_model: bool = False,
     ) -> CodeIndex:
-        """Read an index written by :meth:`save`.
+        """Read an index written by :meth:`save`, every part checked against its manifest.
 
         Args:
             directory: The index folder.
             model: The model to embed queries with; default: the folder recorded at build time.
             load_model: Load the recorded model when ``model`` is None (False: embeddings only).
+            allow_other_model: Search with a model whose embeddings differ from those of the
+                model that built the index (a warning instead of an error); nothing can then
+                be added to the index.
 
         Raises:
-            ValueError: the folder holds no index, its files disagree, or the model's embedding
-                dim differs from the index's.
+            IndexFolderError: (a ``ValueError``) the folder holds no index, a part is missing,
+                broken or changed (named, with the line for ``metadata.jsonl``), the parts
+                disagree, or the model is not the one that built the index.
         """
         from soft_infonce.codesearch.search.storage import load_index
 
-        return load_index(cls, directory, model, load_model=load_model)
+        return load_index(
+            cls, directory, model, load_model=load_model, allow_other_model=allow_other_model
+        )

@@ -146,7 +146,15 @@ class BiEncoder(nn.Module):
     def from_pretrained(
         cls, path: str | os.PathLike, *, local_files_only: bool = True, **overrides: Any
     ) -> BiEncoder:
-        """Load the encoder, its tokenizer and ``bi_encoder.json`` (when present).
+        """Load the encoder, its tokenizer and its settings, the folder checked whole first.
+
+        The settings come from ``bi_encoder.json``; a folder without it but with
+        sentence-transformers modules takes pooling and normalisation from those (``scale``
+        stays 1.0, with a warning); a plain transformers folder gets the defaults. A missing
+        or broken part (weights, tokenizer vocabulary, a module's files), or settings that
+        disagree between ``bi_encoder.json`` and the modules, raise
+        :class:`~soft_infonce.integrations.hf.modeling.integrity.ModelFolderError` naming
+        the file.
 
         Args:
             path: A local directory; a Hub model name only with ``local_files_only=False``.
@@ -162,7 +170,9 @@ class BiEncoder(nn.Module):
         unknown = sorted(set(overrides) - set(SETTINGS))
         if unknown:
             raise ValueError(f"overrides must be among {list(SETTINGS)}, got {unknown!r}")
-        encoder, tokenizer, settings = load_parts(path, local_files_only=local_files_only)
+        encoder, tokenizer, settings = load_parts(
+            path, local_files_only=local_files_only, given=set(overrides)
+        )
         if isinstance(overrides.get("input_layout"), InputLayout):  # it holds its own settings
             settings.pop("language", None)
             settings.pop("data_flow_length", None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from soft_infonce.integrations.hf.modeling.folder import (
@@ -21,30 +21,32 @@ from soft_infonce.integrations.hf.modeling.folder import (
     read_json,
     write_json,
 )
+from soft_infonce.integrations.hf.modeling.integrity import (
+    check_tokenizer,
+    has_modules_only,
+    read_model_folder,
+)
 from soft_infonce.integrations.hf.modeling.layouts import ENCODER_ONLY
 
 logger = logging.getLogger(__name__)
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
 
+def _hub_settings(name: str) -> dict[str, Any]:
+    """``bi_encoder.json`` of a Hub model as a dict, or ``{}`` when the model has none."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-def _read_settings(path: str, *, is_dir: bool, local_files_only: bool) -> dict[str, Any]:
-    """``bi_encoder.json`` as a dict, or ``{}`` when the model has none."""
-    if is_dir:
-        file = os.path.join(path, CONFIG_NAME)
-        if not os.path.isfile(file):
-            return {}
-    else:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-
-        try:
-            file = hf_hub_download(path, CONFIG_NAME, local_files_only=local_files_only)
-        except (EntryNotFoundError, LocalEntryNotFoundError):
-            return {}
+    try:
+        file = hf_hub_download(name, CONFIG_NAME, local_files_only=False)
+    except (EntryNotFoundError, LocalEntryNotFoundError):
+        return {}
     settings = read_json(file)
     if not isinstance(settings, dict):
         raise ValueError(f"{file} must hold a JSON object, got {settings!r:.80}")
+    return settings
+
+
+def _known_settings(settings: dict[str, Any], file: str) -> dict[str, Any]:
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         logger.warning("Ignoring unknown keys %s in %s.", unknown, file)
@@ -52,9 +54,14 @@ def _read_settings(path: str, *, is_dir: bool, local_files_only: bool) -> dict[s
 
 
 def load_parts(
-    path: str | os.PathLike, *, local_files_only: bool = True
+    path: str | os.PathLike, *, local_files_only: bool = True, given: Collection[str] = ()
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """The encoder, the tokenizer (or ``None``) and the settings of a saved model."""
+    """The encoder, the tokenizer (or ``None``) and the settings of a saved model.
+
+    A local folder is checked whole first (:func:`~.integrity.read_model_folder`): a missing
+    or broken part is named before transformers reads anything; ``given`` names the settings
+    the caller sets itself.
+    """
     from transformers import AutoModel, AutoTokenizer
 
     path = os.fspath(path)
@@ -64,20 +71,23 @@ def load_parts(
             "path must be an existing local directory when local_files_only=True "
             f"(pass local_files_only=False to load a Hub model), got {path!r}"
         )
-    settings = _read_settings(path, is_dir=is_dir, local_files_only=local_files_only)
     if is_dir:
-        config = os.path.join(path, "config.json")
-        if not os.path.isfile(config):
-            raise ValueError(
-                f"path must be a saved model folder with config.json (the encoder's), got "
-                f"{path!r} without it: save with BiEncoder.save_pretrained"
-            )
-        read_json(config)  # names the file when it is broken
+        settings, has_tokenizer = read_model_folder(path, given)
+        if "scale" not in settings and "scale" not in given and has_modules_only(path):
+            logger.warning(
+                "%s has no bi_encoder.json: pooling and normalize come from its "
+                "sentence-transformers modules, and scale (not recorded there) is 1.0; pass "
+                "scale= to BiEncoder.from_pretrained to set it.", path,
+            )  # fmt: skip
+    else:
+        settings, has_tokenizer = _hub_settings(path), True
+    settings = _known_settings(settings, os.path.join(path, CONFIG_NAME))
     load_kwargs: dict[str, Any] = {"local_files_only": local_files_only, "trust_remote_code": False}
     encoder = AutoModel.from_pretrained(path, **load_kwargs)
     tokenizer = None
-    if not is_dir or any(os.path.isfile(os.path.join(path, n)) for n in _TOKENIZER_FILES):
+    if has_tokenizer:
         tokenizer = AutoTokenizer.from_pretrained(path, **load_kwargs)
+        check_tokenizer(tokenizer, encoder, path)
     else:
         logger.warning("No tokenizer files in %s: the BiEncoder has no tokenizer.", path)
     return encoder, tokenizer, settings
