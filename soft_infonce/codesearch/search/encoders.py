@@ -12,6 +12,7 @@ import numpy as np
 __all__ = ["PROBE_TEXT", "Encoder", "load_encoder"]
 
 Side = Literal["query", "code"]
+_CHUNK = 1024  # texts embedded between progress-bar updates
 #: Embedded on both sides when an index is saved and again when it is loaded: a model whose
 #: embeddings of it differ is not the model that built the index.
 PROBE_TEXT = (
@@ -87,6 +88,32 @@ class Encoder:
         if array.shape[1] != self.dim:
             raise ValueError(f"the model gave embeddings of dim {array.shape[1]}, not {self.dim}")
         return array
+
+    def encode_many(
+        self, texts: Sequence[str], side: Side, *, batch_size: int, max_length: int,
+        show_progress: bool = False,
+    ) -> np.ndarray:  # fmt: skip
+        """:meth:`encode`, longest texts first (less padding) and ``_CHUNK`` at a time between
+        the updates of a progress bar."""
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        result = np.empty((len(texts), self.dim), dtype=np.float32)
+        bar = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(texts), desc="Embedding functions", unit="fn")
+        try:
+            for start in range(0, len(texts), _CHUNK):
+                chunk = order[start : start + _CHUNK]
+                result[chunk] = self.encode(
+                    [texts[i] for i in chunk], side, batch_size=batch_size, max_length=max_length
+                )
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+        return result
 
     def probe(self, text: str, max_length: int) -> tuple[np.ndarray, np.ndarray]:
         """The query-side and code-side embeddings of ``text``, as float64 vectors."""

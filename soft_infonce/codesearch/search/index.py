@@ -1,60 +1,32 @@
-"""A FAISS index of a code base's functions, searched with natural-language queries."""
+"""A FAISS index of a code base's functions, searched with natural-language queries.
+
+Over 300 lines for one reason: :class:`CodeIndex` is the public class of code search and
+most of the file is its docstrings; the FAISS indexes, the hits, the encoders and the files
+live in their own modules (``_faiss``, ``hits``, ``encoders``, ``storage`` + ``manifest``).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from soft_infonce.codesearch.data.files import Skipped
-from soft_infonce.codesearch.search._faiss import import_faiss
+from soft_infonce.codesearch.search._faiss import INDEX_TYPES, new_faiss_index
 from soft_infonce.codesearch.search.encoders import Encoder, load_encoder
 from soft_infonce.codesearch.search.extract import CodeUnit, iter_code_units
+from soft_infonce.codesearch.search.hits import HIT_FIELDS, SearchHit
 
 __all__ = ["CodeIndex", "SearchHit"]
-
-INDEX_TYPES = ("flat", "hnsw", "ivf")
-_IVF_TRAIN_PER_LIST = 64  # training vectors per IVF list (a sample of the first add)
-_CHUNK = 1024  # texts embedded between progress-bar updates
 
 
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """One result: ``score`` is the model's similarity, ``scale * q . c``.
-
-    ``path``, ``line``, ``end_line`` and ``language`` are ``None`` for an indexed text;
-    ``text`` is the indexed text when the index keeps texts.
-    """
-
-    score: float
-    id: int
-    name: str | None = None
-    path: str | None = None
-    line: int | None = None
-    end_line: int | None = None
-    language: str | None = None
-    text: str | None = None
-
-    @property
-    def location(self) -> str:
-        """``path:line``, or ``#id`` for an indexed text."""
-        return f"{self.path}:{self.line}" if self.path is not None else f"#{self.id}"
-
-    def __str__(self) -> str:
-        return f"{self.score:9.4f}  {self.location}  {self.name or ''}".rstrip()
-
-
-_HIT_FIELDS = frozenset({"name", "path", "line", "end_line", "language", "text"})
 
 
 class CodeIndex:
@@ -151,28 +123,12 @@ class CodeIndex:
 
     # ------------------------------------------------------------------ building
     def _new_index(self, first: np.ndarray) -> Any:
-        faiss, dim = import_faiss(), first.shape[1]
-        if self.index_type == "flat":
-            return faiss.IndexFlatIP(dim)
-        if self.index_type == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = self.ef_construction
-            return index
-        if self.nlist is None:
+        if self.index_type == "ivf" and self.nlist is None:
             self.nlist = max(1, min(int(len(first) ** 0.5), len(first) // 39))
-        if self.nlist > len(first):
-            raise ValueError(
-                f"nlist must be at most the {len(first)} vectors of the first add, got {self.nlist}"
-            )
-        index = faiss.IndexIVFFlat(
-            faiss.IndexFlatIP(dim), dim, self.nlist, faiss.METRIC_INNER_PRODUCT
-        )
-        index.cp.niter, index.cp.seed = 10, 0
-        sample = np.random.default_rng(0).permutation(len(first))[
-            : _IVF_TRAIN_PER_LIST * self.nlist
-        ]
-        index.train(first[np.sort(sample)])
-        return index
+        return new_faiss_index(
+            self.index_type, first, hnsw_m=self.hnsw_m, ef_construction=self.ef_construction,
+            nlist=self.nlist,
+        )  # fmt: skip
 
     def add_embeddings(
         self, embeddings: Any, records: Sequence[dict[str, Any]] | None = None
@@ -202,7 +158,7 @@ class CodeIndex:
         if records is None:
             self.records.extend({} for _ in range(len(array)))
         else:
-            self.records.extend({k: v for k, v in r.items() if k in _HIT_FIELDS} for r in records)
+            self.records.extend({k: v for k, v in r.items() if k in HIT_FIELDS} for r in records)
         return len(array)
 
     def _require_entries(self) -> None:
@@ -226,26 +182,10 @@ class CodeIndex:
                 "this index was built with another model (loaded with allow_other_model=True): "
                 "adding code embedded by this one would mix two models' embeddings"
             )
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # less padding
-        result = np.empty((len(texts), encoder.dim), dtype=np.float32)
-        bar = None
-        if self.show_progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(texts), desc="Embedding functions", unit="fn")
-        try:
-            for start in range(0, len(texts), _CHUNK):
-                chunk = order[start : start + _CHUNK]
-                result[chunk] = encoder.encode(
-                    [texts[i] for i in chunk], "code",
-                    batch_size=self.batch_size, max_length=self.max_length,
-                )  # fmt: skip
-                if bar is not None:
-                    bar.update(len(chunk))
-        finally:
-            if bar is not None:
-                bar.close()
-        return result
+        return encoder.encode_many(
+            texts, "code", batch_size=self.batch_size, max_length=self.max_length,
+            show_progress=self.show_progress,
+        )  # fmt: skip
 
     def add_units(self, units: Iterable[CodeUnit]) -> int:
         """Embed and add extracted functions; returns how many were added."""

@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from soft_infonce.codesearch.search._faiss import INDEX_TYPES
+from soft_infonce.codesearch.search.hits import HIT_FIELDS
+
 __all__ = [
     "CONFIG_FILE",
     "FORMAT_VERSION",
@@ -31,9 +34,7 @@ __all__ = [
 
 FORMAT_VERSION = 2
 INDEX_FILE, METADATA_FILE, CONFIG_FILE = "index.faiss", "metadata.jsonl", "search_index.json"
-INDEX_TYPES = ("flat", "hnsw", "ivf")
 MODEL_KINDS = (None, "bi_encoder", "sentence_transformers")
-HIT_FIELDS = {"name": str, "path": str, "line": int, "end_line": int, "language": str, "text": str}
 
 
 class IndexFolderError(ValueError):

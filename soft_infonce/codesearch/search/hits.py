@@ -1,0 +1,38 @@
+"""One search result, and the fields an index keeps for each entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["HIT_FIELDS", "SearchHit"]
+
+#: The metadata an index keeps per entry, with each field's type (``None`` allowed).
+HIT_FIELDS: dict[str, type] = {
+    "name": str, "path": str, "line": int, "end_line": int, "language": str, "text": str,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result: ``score`` is the model's similarity, ``scale * q . c``.
+
+    ``path``, ``line``, ``end_line`` and ``language`` are ``None`` for an indexed text;
+    ``text`` is the indexed text when the index keeps texts.
+    """
+
+    score: float
+    id: int
+    name: str | None = None
+    path: str | None = None
+    line: int | None = None
+    end_line: int | None = None
+    language: str | None = None
+    text: str | None = None
+
+    @property
+    def location(self) -> str:
+        """``path:line``, or ``#id`` for an indexed text."""
+        return f"{self.path}:{self.line}" if self.path is not None else f"#{self.id}"
+
+    def __str__(self) -> str:
+        return f"{self.score:9.4f}  {self.location}  {self.name or ''}".rstrip()
