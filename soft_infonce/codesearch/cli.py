@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="IVF lists scanned for this query (default: the saved one)")
     search.add_argument("--json", action="store_true", help="print the hits as JSON lines")
     search.add_argument(
+        "--hybrid", action="store_true",
+        help="fuse the model's ranking with BM25's over the functions' text (reciprocal rank "
+        "fusion; the score printed is the fused one)",
+    )  # fmt: skip
+    search.add_argument(
         "--allow-other-model", action="store_true",
         help="search with --model even though it embeds differently from the model that "
         "built the index (a warning instead of an error)",
@@ -126,8 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _index(args: argparse.Namespace) -> int:
     from soft_infonce.codesearch.search import CodeIndex
+    from soft_infonce.codesearch.search._faiss import import_faiss
+    from soft_infonce.codesearch.search.hybrid import write_texts
     from soft_infonce.codesearch.search.storage import check_destination
 
+    import_faiss()  # the search extra, before the model loads
     check_destination(args.out)  # before any embedding work
     languages = [x.strip() for x in args.languages.split(",")] if args.languages else None
     index = CodeIndex(
@@ -139,6 +147,7 @@ def _index(args: argparse.Namespace) -> int:
     )  # fmt: skip
     added = index.add_paths(args.paths, languages=languages, skip_tests=not args.include_tests)
     out = index.save(args.out)
+    write_texts(index, out)  # for search --hybrid
     skipped = f"; skipped {index.skipped.total} files: {index.skipped.summary()}"
     print(f"Indexed {added} functions into {out}" + (skipped if index.skipped.total else ""))
     return 0
@@ -152,9 +161,20 @@ def _search(args: argparse.Namespace) -> int:
     query = " ".join(args.query)
     if not query.strip():
         raise ValueError(f"query is blank: a query needs words, got {query!r}")
-    index = CodeIndex.load(args.index, model=args.model, allow_other_model=args.allow_other_model)
+    if args.hybrid:
+        from soft_infonce.codesearch.search.hybrid import HybridSearcher
+
+        hybrid = HybridSearcher.load(
+            args.index, model=args.model, allow_other_model=args.allow_other_model
+        )
+        index, search = hybrid.index, hybrid.search
+    else:
+        index = CodeIndex.load(
+            args.index, model=args.model, allow_other_model=args.allow_other_model
+        )
+        search = index.search
     index.set_search_params(ef_search=args.ef_search, nprobe=args.nprobe)
-    for hit in index.search(query, k=args.k):
+    for hit in search(query, k=args.k):
         if args.json:
             fields = ("score", "path", "line", "end_line", "name", "language", "text")
             print(json.dumps({name: getattr(hit, name) for name in fields}, ensure_ascii=False))
