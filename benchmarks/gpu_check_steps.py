@@ -85,28 +85,16 @@ class Context:
 
     def estimator(self, family: str, name: str) -> Any:
         """The estimator of a family, its embeddings of every training text precomputed."""
-        from soft_infonce import (
-            BM25Estimator,
-            EmbeddingEstimator,
-            TrainedModelEstimator,
-            UniformEstimator,
-        )
+        from soft_infonce.estimators.registry import EstimatorContext, build_estimator
 
         key = (family, name)
         if key not in self._estimators:
             q, c = self.sizes.lengths(family)
-            if name == "uniform":
-                est = UniformEstimator()
-            elif name == "bm25":
-                est = BM25Estimator()
-            elif name == "simcse":
-                est = EmbeddingEstimator(minilm_path(), device=self.device)
-            elif name == "trained":
-                est = TrainedModelEstimator(
-                    self.model(family), max_query_length=q, max_code_length=c, device=self.device
-                )
-            else:
-                raise ValueError(f"estimator must be uniform|bm25|simcse|trained, got {name!r}")
+            frozen = {"simcse": minilm_path(), "trained": self.model(family)}.get(name)
+            context = EstimatorContext(
+                estimator_model=frozen, max_query_length=q, max_code_length=c, device=self.device
+            )
+            est = build_estimator(name, context)
             texts = {
                 "query": [p["query"] for p in self.pairs],
                 "code": [p["code"] for p in self.pairs],

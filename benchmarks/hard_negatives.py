@@ -72,6 +72,8 @@ import torch  # noqa: E402
 from hard_negatives_report import report, summarise  # noqa: E402
 from transformers import TrainerCallback, set_seed  # noqa: E402
 
+from soft_infonce.estimators import PositiveAwareEstimator  # noqa: E402
+from soft_infonce.estimators.registry import ESTIMATORS as REGISTERED  # noqa: E402
 from soft_infonce.integrations.hf.retrieval import pairs_to_retrieval_set  # noqa: E402
 from soft_infonce.integrations.hf.trainer import (  # noqa: E402
     LOSSES,
@@ -83,10 +85,9 @@ from soft_infonce.integrations.hf.trainer import (  # noqa: E402
 ROOT = quality.ROOT
 RUNS = "infonce,soft:bm25,soft:simcse,soft:trained,false_negative_cancellation:bm25"
 NEGATIVES = "none,bm25:1,bm25:3,dense:1,dense:3"
-TRAINER_ESTIMATORS = ("bm25", "simcse", "trained", "uniform")
-#: pa-*: PositiveAwareEstimator over a teacher; self: SelfGuidedEstimator; ema: EMAEstimator
-#: of the model being trained (decay 0.99); +cal: calibrated t.
-ESTIMATORS = (*TRAINER_ESTIMATORS, "pa-bm25", "pa-trained", "self", "ema")
+#: The library's registry, plus pa-trained (PositiveAwareEstimator over the trained teacher);
+#: ema decays at 0.99 here; +cal: calibrated t.
+ESTIMATORS = (*REGISTERED, "pa-trained")
 MINERS = ("bm25", "dense", "bm25-pp", "dense-pp")
 logger = logging.getLogger("hard_negatives")
 load_model = quality.load_model  # module attributes, so a test can swap in a tiny model
@@ -250,34 +251,16 @@ def text_batches(train, batch_size: int, count: int) -> list[dict[str, list[str]
 
 
 def make_estimator(name: str, model, infonce_model, args):
-    """(estimator, temperature or None for the preset's) for an estimator name of ``--runs``."""
-    from soft_infonce import estimators as E
+    """The estimator of a ``--runs`` name (``+cal`` stripped), built through the registry.
 
+    pa-* estimators (ratios to the positive's score in [0, 2]) take the library's ``ratio``
+    preset (t = 0.1) from ``PositiveAwareEstimator.preset``.
+    """
     base = name.removesuffix("+cal")
-    temperature = None
-    if base in ("bm25", "simcse", "trained"):
-        estimator = quality.estimator_for(base, infonce_model, args)
-    elif base == "uniform":
-        estimator = E.UniformEstimator()
-    elif base == "self":
-        estimator = E.SelfGuidedEstimator()
-    elif base == "ema":
-        from soft_infonce.integrations.hf.ema_estimator import EMAEstimator
-
-        estimator = EMAEstimator(
-            model,
-            decay=0.99,
-            max_query_length=args.max_query_length,
-            max_code_length=args.max_code_length,
-        )
-    else:  # pa-bm25, pa-trained: ratios to the positive's score in [0, 2]: a cosine-like t
-        teacher = (
-            E.BM25Estimator(side="query-code")
-            if base == "pa-bm25"
-            else quality.estimator_for("trained", infonce_model, args)
-        )
-        estimator, temperature = E.PositiveAwareEstimator(teacher), 0.1
-    return estimator, temperature
+    if base == "pa-trained":
+        teacher = quality.estimator_for("trained", infonce_model, args)
+        return PositiveAwareEstimator(teacher)
+    return quality.estimator_for(base, infonce_model, args, model=model)
 
 
 def train_one(spec: str, train, valid, seed: int, args, infonce_model):
@@ -290,7 +273,7 @@ def train_one(spec: str, train, valid, seed: int, args, infonce_model):
     model = load_model()
     estimator, temperature = None, None
     if loss_name != "infonce":
-        estimator, temperature = make_estimator(est_name, model, infonce_model, args)
+        estimator = make_estimator(est_name, model, infonce_model, args)
         if est_name.endswith("+cal"):  # t from the training batches' softmax spread
             from soft_infonce.estimators import calibrate_temperature
 
@@ -313,8 +296,6 @@ def train_one(spec: str, train, valid, seed: int, args, infonce_model):
         report_to="none",
         seed=seed,
         loss=loss_name,
-        estimator=est_name if est_name in TRAINER_ESTIMATORS else "uniform",
-        estimator_model="in-memory" if est_name in ("simcse", "trained") else None,
         temperature=temperature,
         max_query_length=args.max_query_length,
         max_code_length=args.max_code_length,

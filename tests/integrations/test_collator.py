@@ -249,6 +249,7 @@ def test_graphcodebert_model_batches_hard_negatives_through_its_layout():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
 
+    import soft_infonce.codesearch.graphcodebert  # noqa: F401  (registers the layout)
     from soft_infonce.integrations.hf.modeling import BiEncoder
 
     words = ["<s>", "<pad>", "</s>", "<unk>", "@", *"def f g ( a ) : b = + 1 return".split()]

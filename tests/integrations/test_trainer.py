@@ -230,6 +230,8 @@ def test_graphcodebert_inputs_flow_through_collator_trainer_and_encode_texts(tmp
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
 
+    import soft_infonce.codesearch.graphcodebert  # noqa: F401  (registers the layout)
+
     words = ["def", "(", ")", ":", "return", "x", "=", "+", "1", "a", "a b", *VERBS, *NOUNS]
     vocab = {w: i for i, w in enumerate(["<s>", "<pad>", "</s>", "<unk>", *words])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))

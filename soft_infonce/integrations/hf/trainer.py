@@ -169,9 +169,14 @@ class SoftInfoNCETrainer(Trainer):
             raise TypeError(f"args must be SoftInfoNCETrainingArguments, got {type(args).__name__}")
         _check_train_size(train_dataset, args)
         _check_train_texts(train_dataset)
+        callbacks = list(kwargs.pop("callbacks", None) or [])
         if loss is None:
-            estimator = estimator if estimator is not None else build_estimator(args)
+            built = estimator is None
+            estimator = estimator if estimator is not None else build_estimator(args, model)
             loss = build_loss(args, estimator, scale=getattr(model, "scale", 1.0))
+            make_callback = getattr(estimator, "callback", None)
+            if built and callable(make_callback):
+                callbacks.append(make_callback())  # an EMA estimator follows each step
         if data_collator is None:
             data_collator = _default_collator(model, args)
         if isinstance(eval_dataset, dict):
@@ -184,6 +189,7 @@ class SoftInfoNCETrainer(Trainer):
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             data_collator=data_collator,
+            callbacks=callbacks or None,
             **kwargs,
         )
         self.loss_fn = loss

@@ -15,6 +15,8 @@ import torch
 from transformers import TrainingArguments
 
 from soft_infonce.estimators.base import WeightEstimator
+from soft_infonce.estimators.registry import ESTIMATORS, EstimatorContext, estimator_entry
+from soft_infonce.estimators.registry import build_estimator as build_registered
 from soft_infonce.integrations.hf.multiprocess import check_launch
 from soft_infonce.losses import (
     BCELoss,
@@ -25,7 +27,6 @@ from soft_infonce.losses import (
     SoftInfoNCELoss,
     WeightedInfoNCELoss,
 )
-from soft_infonce.presets import resolve
 
 __all__ = [
     "build_estimator",
@@ -33,7 +34,6 @@ __all__ = [
     "ESTIMATORS",
     "LOSSES",
     "CancellationMode",
-    "EstimatorName",
     "LossName",
     "SoftInfoNCETrainingArguments",
 ]
@@ -41,10 +41,8 @@ __all__ = [
 LossName = Literal[
     "infonce", "soft", "bce", "weighted_infonce", "kl", "false_negative_cancellation"
 ]
-EstimatorName = Literal["bm25", "simcse", "trained", "uniform", "pa-bm25"]
 CancellationMode = Literal["top_k", "threshold"]
 LOSSES: tuple[str, ...] = get_args(LossName)
-ESTIMATORS: tuple[str, ...] = get_args(EstimatorName)
 
 
 @dataclass
@@ -52,12 +50,18 @@ class SoftInfoNCETrainingArguments(TrainingArguments):
     """``TrainingArguments`` plus the loss, its weights and the tokenisation lengths."""
 
     loss: LossName = field(default="soft", metadata={"help": "The contrastive loss."})
-    estimator: EstimatorName = field(default="bm25", metadata={"help": "Weight estimator."})
+    estimator: str = field(
+        default="bm25",
+        metadata={
+            "help": f"Weight estimator: one of {', '.join(ESTIMATORS)}, or "
+            "package.module:Attribute (your own WeightEstimator class or factory)."
+        },
+    )
     estimator_model: str | None = field(
         default=None,
         metadata={
             "help": "Path of the frozen model for the simcse (a sentence-transformer) or "
-            "trained (a BiEncoder saved with save_pretrained) estimator."
+            "trained (a BiEncoder saved with save_pretrained) estimator; refused for others."
         },
     )
     alpha: float | None = field(
@@ -100,20 +104,17 @@ class SoftInfoNCETrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
-        choices = (
-            ("loss", LOSSES),
-            ("estimator", ESTIMATORS),
-            ("cancellation_mode", get_args(CancellationMode)),
-        )
+        choices = (("loss", LOSSES), ("cancellation_mode", get_args(CancellationMode)))
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if (
-            self.estimator in ("simcse", "trained")
-            and self.loss != "infonce"
-            and not self.estimator_model
-        ):
-            raise ValueError(f"estimator {self.estimator!r} needs estimator_model (a local path)")
+        entry = estimator_entry(self.estimator)  # an estimator_model it does not read is
+        # refused when it is built (build_estimator), once the loss is known to use it
+        if self.loss != "infonce" and "estimator_model" in entry.requires:
+            if not self.estimator_model:
+                raise ValueError(
+                    f"estimator {self.estimator!r} needs estimator_model (a local path)"
+                )
         for name in ("alpha", "beta", "temperature", "scale", "min_weight", "cancellation_ratio"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
@@ -133,42 +134,25 @@ class SoftInfoNCETrainingArguments(TrainingArguments):
         check_launch(self.world_size)
 
 
-_PRESET_OF = {
-    "bm25": "bm25",
-    "simcse": "simcse",
-    "trained": "trained",
-    "uniform": None,
-    "pa-bm25": "ratio",
-}
+def build_estimator(
+    args: SoftInfoNCETrainingArguments, model: Any = None
+) -> WeightEstimator | None:
+    """The estimator named by ``args.estimator`` (None for plain InfoNCE), from the registry.
 
-
-def build_estimator(args: SoftInfoNCETrainingArguments) -> WeightEstimator | None:
-    """The estimator named by ``args.estimator`` (None for plain InfoNCE)."""
-    from soft_infonce import estimators
-
+    Args:
+        args: The training arguments (estimator, estimator_model, lengths, device).
+        model: The model being trained, for estimators that follow it (``"ema"``).
+    """
     if args.loss == "infonce":
         return None
-    if args.estimator == "bm25":
-        return estimators.BM25Estimator()
-    if args.estimator == "uniform":
-        return estimators.UniformEstimator()
-    if args.estimator == "pa-bm25":  # BM25 query-code of each candidate over the positive's
-        return estimators.PositiveAwareEstimator(estimators.BM25Estimator(side="query-code"))
-    if args.estimator_model is None:  # __post_init__ refuses it; the args may have changed
-        raise ValueError(f"estimator {args.estimator!r} needs estimator_model (a local path)")
-    # on the training device: texts missing from the cache are embedded there, not on the CPU
-    if args.estimator == "simcse":
-        from soft_infonce.integrations.sentence_transformers.estimator import EmbeddingEstimator
-
-        return EmbeddingEstimator(args.estimator_model, device=args.device)
-    from soft_infonce.integrations.hf.trained_estimator import TrainedModelEstimator
-
-    return TrainedModelEstimator(
-        args.estimator_model,
+    context = EstimatorContext(
+        estimator_model=args.estimator_model,
+        model=model,
         max_query_length=args.max_query_length,
         max_code_length=args.max_code_length,
-        device=args.device,
+        device=args.device,  # texts missing from a cache are embedded where training runs
     )
+    return build_registered(args.estimator, context)
 
 
 def build_loss(
@@ -176,10 +160,10 @@ def build_loss(
     estimator: WeightEstimator | None = None,
     scale: float = 1.0,
 ) -> ContrastiveLoss:
-    """The loss named by ``args.loss``.
+    """The loss named by ``args.loss``, with ``estimator`` (built from ``args`` when None).
 
-    Unset settings come from :func:`soft_infonce.presets.resolve`: the estimator's preset, or
-    ``args.estimator``'s when no estimator is given.
+    Unset alpha, beta and temperature stay unset here: the loss fills them from its
+    estimator's preset (:func:`soft_infonce.presets.resolve`, once).
     """
     scale = args.scale if args.scale is not None else scale
     common: dict[str, Any] = {
@@ -189,10 +173,9 @@ def build_loss(
     }
     if args.loss == "infonce":
         return InfoNCELoss(**common)
-    preset = _PRESET_OF[args.estimator] if estimator is None else None
-    alpha, beta, temperature = resolve(
-        estimator, args.alpha, args.beta, args.temperature, preset=preset
-    )
+    if estimator is None:
+        estimator = build_estimator(args)
+    alpha, beta, temperature = args.alpha, args.beta, args.temperature
     with_estimator: dict[str, Any] = {**common, "estimator": estimator}
     if args.loss == "soft":
         return SoftInfoNCELoss(
