@@ -269,3 +269,64 @@ def test_hard_negatives_are_mined_before_training_and_every_batch_carries_them(
     assert (mined["method"], mined["k"]) == ("bm25", 2)
     assert mined["rows_kept"] == payload["data_sizes"]["train"] <= mined["pairs"]
     assert payload["config"]["data"]["hard_negatives"] == "bm25:2"
+
+
+WEIGHTS_MODULE = '''
+import torch
+
+from soft_infonce.estimators import WeightEstimator
+
+
+class LengthEstimator(WeightEstimator):
+    """Longer candidates look more relevant: a user's estimator outside the library."""
+
+    def __init__(self, max_code_length: int = 256) -> None:
+        self.max_code_length = max_code_length
+
+    def similarity(self, queries, codes, candidate_queries=None):
+        return torch.tensor([[float(len(c)) for c in codes]] * len(queries))
+'''
+
+
+def test_each_run_trains_with_the_estimator_it_names(setup, tmp_path, monkeypatch) -> None:
+    """``--runs soft:uniform`` trains with UniformEstimator (the default --estimator bm25 does
+    not win), and ``soft:module:Class`` imports the user's estimator, given its lengths."""
+    from soft_infonce.codesearch.train import runs
+    from soft_infonce.estimators import UniformEstimator
+
+    (tmp_path / "user_weights.py").write_text(WEIGHTS_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    used = []
+    original = runs.SoftInfoNCETrainer.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        used.append(self.loss_fn.estimator)
+
+    monkeypatch.setattr(runs.SoftInfoNCETrainer, "__init__", spy)
+    spec = "soft:uniform,soft:user_weights:LengthEstimator"
+    runs.main([*arguments(setup, tmp_path / "out"), "--runs", spec, "--max_steps", "2"])
+    assert [type(e).__name__ for e in used] == ["UniformEstimator", "LengthEstimator"]
+    assert isinstance(used[0], UniformEstimator)
+    assert used[1].max_code_length == 16  # the command's --max_code_length reached it
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {"soft:uniform", "soft:user_weights:LengthEstimator"} < set(results["runs"])
+
+
+def test_loss_and_estimator_flags_that_disagree_with_runs_are_refused(setup) -> None:
+    from soft_infonce.codesearch.train.arguments import parse_args
+    from soft_infonce.codesearch.train.checks import plan_runs
+
+    with pytest.raises(SystemExit, match="--loss 'soft' disagrees with --runs"):
+        parse_args(["--loss", "soft", "--estimator", "uniform", "--runs", "infonce,soft:bm25"])
+    with pytest.raises(SystemExit, match="--estimator 'uniform' disagrees with --runs"):
+        parse_args(["--estimator", "uniform", "--runs", "soft:bm25"])
+    with pytest.raises(SystemExit, match="--loss 'bce' disagrees"):
+        parse_args(["--loss=bce", "--runs", "soft:bm25"])
+    parsed = parse_args(["--loss", "soft", "--estimator", "uniform", "--runs", "soft:uniform"])
+    assert parsed[1].runs == "soft:uniform"  # agreeing flags are accepted
+    model_args, data_args, args = parse_args(
+        ["--estimator_model", str(setup["model"]), "--runs", "infonce,soft:bm25"]
+    )
+    with pytest.raises(SystemExit, match="--estimator_model .* is used by none of --runs"):
+        plan_runs(model_args, data_args, args)

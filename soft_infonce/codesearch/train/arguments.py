@@ -10,7 +10,13 @@ from typing import Any, cast
 from transformers import HfArgumentParser, IntervalStrategy
 from transformers.trainer_utils import SaveStrategy
 
-from soft_infonce.codesearch.train.checks import bare_resume_flag, check_config_types, read_config
+from soft_infonce.codesearch.train.checks import (
+    bare_resume_flag,
+    check_config_types,
+    check_loss_flags,
+    parse_runs,
+    read_config,
+)
 from soft_infonce.integrations.hf.training_args import SoftInfoNCETrainingArguments
 
 
@@ -133,6 +139,7 @@ def parse_args(
         description=DESCRIPTION,
     )
     argv = bare_resume_flag(sys.argv[1:] if argv is None else argv)
+    config: dict[str, Any] = {}
     if argv and argv[0].endswith((".json", ".yaml", ".yml")):
         config = read_config(argv[0])
         unknown = sorted(set(config) - {action.dest for action in parser._actions})
@@ -145,5 +152,9 @@ def parse_args(
             config["resume_from_checkpoint"] = None
         parser.set_defaults(**config)  # the file's values; the command line's win
         argv = argv[1:]
-    parsed = parser.parse_args_into_dataclasses(args=argv)
-    return cast(tuple[ModelArguments, DataArguments, CodeSearchTrainingArguments], parsed)
+    parsed = cast(
+        tuple[ModelArguments, DataArguments, CodeSearchTrainingArguments],
+        parser.parse_args_into_dataclasses(args=argv),
+    )
+    check_loss_flags(argv, config, parse_runs(parsed[1].runs))
+    return parsed

