@@ -20,6 +20,7 @@ code takes 0.45-0.72 ms, ``bm25s`` 10-14 ms (it builds an index per call), ``ran
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -46,12 +47,12 @@ def code_tokenize(text: str) -> list[str]:
 
 def check_parameters(k1: float, b: float, epsilon: float, tokenizer: object) -> None:
     """Raise ``ValueError`` naming the first BM25 setting out of range."""
-    if not (isinstance(k1, (int, float)) and k1 >= 0):
-        raise ValueError(f"k1 must be a number >= 0, got {k1!r}")
+    if not (isinstance(k1, (int, float)) and 0 <= k1 < math.inf):
+        raise ValueError(f"k1 must be a finite number >= 0, got {k1!r}")
     if not (isinstance(b, (int, float)) and 0 <= b <= 1):
         raise ValueError(f"b must be a number in [0, 1], got {b!r}")
-    if not (isinstance(epsilon, (int, float)) and epsilon >= 0):
-        raise ValueError(f"epsilon must be a number >= 0, got {epsilon!r}")
+    if not (isinstance(epsilon, (int, float)) and 0 <= epsilon < math.inf):
+        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
     if not callable(tokenizer):
         raise ValueError(f"tokenizer must be callable, got {type(tokenizer).__name__}")
 

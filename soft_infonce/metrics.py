@@ -32,6 +32,10 @@ def _as_tensor(value: object, name: str) -> Tensor:
 
 
 def check_targets(targets: Tensor | Sequence[int], n_queries: int, n_codes: int) -> Tensor:
+    if n_queries == 0:
+        raise ValueError("there are no queries to rank: give at least one query (and target)")
+    if n_codes == 0:
+        raise ValueError("there are no codes to rank the queries against: give at least one")
     targets = _as_tensor(targets, "targets")
     if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
         raise ValueError(f"targets must hold integer code indices, got dtype {targets.dtype}")
@@ -142,8 +146,13 @@ def target_ranks(
             if scale != 1.0:
                 scores.mul_(scale)
             mask = flat_mask[: n_block * width].view(n_block, width)
-            if torch.ne(scores, scores, out=mask).any():  # only NaN differs from itself
-                raise ValueError("query_embeddings and code_embeddings gave NaN scores")
+            extremes = torch.stack((scores.amax(), scores.amin()))  # NaN propagates into amax
+            if not torch.isfinite(extremes).all():
+                raise ValueError(
+                    "query_embeddings and code_embeddings gave NaN or infinite scores "
+                    f"(queries {q_start}..{q_start + n_block - 1}): embeddings that large "
+                    f"overflow {dtype} products, and infinite scores tie, so ranks would be wrong"
+                )
             own = scores[:, :n_block].diagonal().unsqueeze(1)  # (n_block, 1)
             # Codes scoring higher than or tying with the true code (an int32 sum is ~5x faster).
             at_least_chunk = mask[:, n_block:]

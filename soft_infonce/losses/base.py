@@ -35,9 +35,12 @@ from soft_infonce.losses.checks import (
     check_tensor,
     texts_of,
 )
+from soft_infonce.losses.row_chunks import loss_in_row_chunks
 from soft_infonce.presets import PRESETS, check_number
 
 __all__ = ["CITATION", "PRESETS", "ContrastiveLoss"]
+
+SCORES = "scores (scale * query . candidate: finite embeddings whose products overflow)"
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +175,8 @@ class ContrastiveLoss(nn.Module):
         candidate_embeddings: torch.Tensor | Sequence[torch.Tensor],
         texts: Mapping[str, Sequence[str] | None] | None = None,
         similarity: torch.Tensor | None = None,
+        *,
+        rows_per_chunk: int | None = None,
     ) -> torch.Tensor:
         """The loss from embeddings: the seam shared by every face of the library.
 
@@ -183,6 +188,9 @@ class ContrastiveLoss(nn.Module):
             texts: raw ``queries`` (N), ``codes`` (M) and ``candidate_queries`` (M, the query
                 paired with each candidate) for the estimator; a collator batch works as is.
             similarity: precomputed ``[N, world * M]`` estimator scores, else the estimator's.
+            rows_per_chunk: score and back-propagate this many queries at a time (gradient
+                caching's loss step; memory ``[rows_per_chunk, M]``, :mod:`.row_chunks`); the
+                returned loss is then detached. Not with ``symmetric=True``.
 
         Returns:
             The scalar loss.
@@ -218,6 +226,8 @@ class ContrastiveLoss(nn.Module):
             g = GatheredCandidates.local(c, queries, codes, candidate_queries)
         dtype = torch.promote_types(torch.promote_types(q.dtype, c.dtype), torch.float32)
         labels = torch.arange(n, device=q.device) + g.offset
+        if rows_per_chunk is not None:
+            return loss_in_row_chunks(self, q, g, dtype, labels, similarity, rows_per_chunk)
         scores = self._scores(q.to(dtype), g.embeddings.to(dtype))  # (N, world * M)
         sim = self._similarity(similarity, scores, g)
         self.last_statistics = {}
@@ -233,7 +243,10 @@ class ContrastiveLoss(nn.Module):
 
     def _scores(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raw = a @ b.T if self.score_fn is None else self.score_fn(a, b)
-        return self.scale * raw
+        scores = self.scale * raw
+        if self.validate is not False:  # finite embeddings can still overflow in their products
+            check_finite(SCORES, scores, sync=bool(self.validate))
+        return scores
 
     def _similarity(self, similarity, scores, g: GatheredCandidates) -> torch.Tensor | None:
         shape = scores.shape

@@ -101,6 +101,15 @@ class SoftInfoNCELoss(ContrastiveLoss):
         )
         self._warned_flat = False
 
+    @property
+    def min_candidates(self) -> int:
+        """The fewest candidates per query ``M`` for which Eq. 4 is defined:
+        ``beta - alpha / (M - 1) > 0`` (e.g. 5 for the BM25 preset, alpha 1.5 and beta 0.5)."""
+        m = 2
+        while self.beta - self.alpha / (m - 1) <= 0:
+            m += 1
+        return m
+
     @classmethod
     def from_preset(
         cls, name: Literal["bm25", "simcse", "trained"], **kwargs: Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,26 @@ if TYPE_CHECKING:
     import datasets
 
 __all__ = ["load_cosqa_pairs", "load_cosqa_retrieval"]
+
+
+class _Pairs(list):
+    """A JSON object's (key, value) pairs in file order, repeated keys kept."""
+
+
+def _refuse_repeated_codes(path: Path, distinct: int) -> None:
+    """A JSON object keeps the last of repeated keys: find a code given twice and name it."""
+    pairs = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_Pairs)
+    if len(pairs) == distinct:
+        return
+    first: dict[str, object] = {}
+    for code, index in pairs:
+        if code in first:
+            line = code.strip().splitlines()[0] if code.strip() else code
+            raise ValueError(
+                f"{path}: the same code is given twice, with index {first[code]!r} and "
+                f"{index!r} (each code must appear once in the map; it begins {line[:80]!r})"
+            )
+        first[code] = index
 
 
 def load_cosqa_pairs(
@@ -88,6 +109,7 @@ def load_cosqa_retrieval(
     code_map = load_json(code_map_path)
     if not isinstance(code_map, dict) or not code_map:
         raise ValueError(f"{code_map_path}: expected a non-empty JSON object {{code: index}}")
+    _refuse_repeated_codes(code_map_path, len(code_map))
     slots: list[str | None] = [None] * len(code_map)
     for code, index in code_map.items():
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(slots):

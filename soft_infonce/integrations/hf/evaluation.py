@@ -6,7 +6,7 @@ The ranking itself (ties counted against the model, chunked, nothing sorted) is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -37,7 +37,8 @@ def evaluate_retrieval(
         model: The bi-encoder; scores are ``model.scale * q . c``.
         queries: The natural-language queries.
         codes: The whole code base.
-        relevant: For each query, the index in ``codes`` of its true code.
+        relevant: For each query, the index in ``codes`` of its true code (any iterable of
+            ints: a generator is read once into a list).
         batch_size: Texts per forward pass.
         max_query_length: Token budget of a query.
         max_code_length: Token budget of a code.
@@ -54,6 +55,17 @@ def evaluate_retrieval(
             raise TypeError(
                 f"{name} must be a sequence of texts (a list of str), got {type(texts).__name__}"
             )
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(
+                    f"{name}[{i}] must be a str, got {type(text).__name__} {text!r:.60}"
+                )
+    if not isinstance(relevant, (Tensor, Sequence)):
+        if not isinstance(relevant, Iterable):
+            raise TypeError(
+                f"relevant must be a sequence of code indices, got {type(relevant).__name__}"
+            )
+        relevant = list(relevant)  # an iterator or generator, read once
     if len(relevant) != len(queries):
         raise ValueError(
             f"relevant must have one code index per query ({len(queries)}), got {len(relevant)}"

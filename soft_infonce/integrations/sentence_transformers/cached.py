@@ -125,11 +125,10 @@ class CachedSoftInfoNCELoss(CachedLossMixin, nn.Module):
     ) -> Tensor:
         """The Soft-InfoNCE loss from the mini-batch embeddings (the GradCache step 2)."""
         embeddings = [torch.cat(column) for column in reps]  # each (N, H)
-        loss = self.loss.compute_loss_from_embeddings(embeddings, labels, self._texts)
-        if with_backward:
-            loss.backward()
-            loss = loss.detach()
-        return loss
+        rows = self.mini_batch_size if with_backward else None
+        return self.loss.compute_loss_from_embeddings(
+            embeddings, labels, self._texts, rows_per_chunk=rows
+        )
 
     def get_config_dict(self) -> dict[str, Any]:
         """The settings shown on the model card."""

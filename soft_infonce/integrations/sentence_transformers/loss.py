@@ -200,6 +200,8 @@ class SoftInfoNCELoss(nn.Module):
         embeddings: list[Tensor],
         labels: Tensor | None = None,
         texts: Sequence[Sequence[str]] | None = None,
+        *,
+        rows_per_chunk: int | None = None,
     ) -> Tensor:
         """Soft-InfoNCE from per-column embeddings ``[N, H]`` and their raw texts.
 
@@ -207,6 +209,8 @@ class SoftInfoNCELoss(nn.Module):
             embeddings: anchors, positives, then any hard-negative columns.
             labels: unused (the positives are the paired rows).
             texts: the raw texts of each column (see :meth:`texts_of`).
+            rows_per_chunk: score and back-propagate this many anchors at a time (the cached
+                loss's memory bound); the returned loss is then detached.
 
         Returns:
             The mean loss over the anchors (float32 at least).
@@ -227,7 +231,9 @@ class SoftInfoNCELoss(nn.Module):
                 "no paired query: use a 'query-code' estimator or (anchor, positive) pairs"
             )
         paired = {"queries": queries, "codes": codes, "candidate_queries": candidate_queries}
-        return self.objective.compute_loss_from_embeddings(embeddings[0], embeddings[1:], paired)
+        return self.objective.compute_loss_from_embeddings(
+            embeddings[0], embeddings[1:], paired, rows_per_chunk=rows_per_chunk
+        )
 
     def get_config_dict(self) -> dict[str, Any]:
         """The settings shown on the model card."""
