@@ -76,7 +76,7 @@ def loss_in_row_chunks(
         rows = slice(start, min(start + rows_per_chunk, n))
         scores = loss._scores(q_leaf[rows], c_leaf)  # (rows, world * M), checked there
         if by_scores:
-            sim = estimator.similarity_from_scores(scores.detach())  # type: ignore[union-attr]
+            sim = estimator.similarity_from_scores(scores.detach())
         else:
             sim = None if sim_all is None else sim_all[rows]
         loss.last_statistics = {}
@@ -85,7 +85,11 @@ def loss_in_row_chunks(
         total = total + share.detach()
         parts.append((rows.stop - rows.start, dict(loss.last_statistics)))
     loss.last_statistics = merge_statistics(parts)
-    pairs = [(t, leaf.grad) for t, leaf in ((q, q_leaf), (g.embeddings, c_leaf)) if t.requires_grad]
+    pairs = [
+        (t, leaf.grad.to(t.dtype))
+        for t, leaf in ((q, q_leaf), (g.embeddings, c_leaf))
+        if t.requires_grad and leaf.grad is not None
+    ]
     if pairs:
-        torch.autograd.backward([t for t, _ in pairs], [grad.to(t.dtype) for t, grad in pairs])
+        torch.autograd.backward([t for t, _ in pairs], [grad for _, grad in pairs])
     return total
