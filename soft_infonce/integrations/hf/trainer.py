@@ -22,9 +22,17 @@ from transformers.trainer_utils import TrainOutput
 
 from soft_infonce.estimators.base import WeightEstimator
 from soft_infonce.gradcache import grad_cached_loss
+from soft_infonce.integrations.hf.batches import (
+    NAMED_ERRORS,
+    ROW_COLUMN,
+    RowNamingCollator,
+    check_batch_candidates,
+    name_rows,
+)
 from soft_infonce.integrations.hf.collator import BiEncoderCollator
 from soft_infonce.integrations.hf.multiprocess import evaluate_retrieval_sharded, reduce_statistics
 from soft_infonce.integrations.hf.retrieval import RetrievalSet, pairs_to_retrieval_set
+from soft_infonce.integrations.hf.run_loss import RunLoss
 from soft_infonce.integrations.hf.training_args import (
     ESTIMATORS,
     LOSSES,
@@ -177,6 +185,7 @@ class SoftInfoNCETrainer(Trainer):
             make_callback = getattr(estimator, "callback", None)
             if built and callable(make_callback):
                 callbacks.append(make_callback())  # an EMA estimator follows each step
+        check_batch_candidates(loss, train_dataset, args)
         if data_collator is None:
             data_collator = _default_collator(model, args)
         if isinstance(eval_dataset, dict):
@@ -196,10 +205,23 @@ class SoftInfoNCETrainer(Trainer):
         self._statistics: dict[str, torch.Tensor] = {}
         self._statistics_steps = 0
         self._last_eval_metrics: dict[str, float] = {}
+        self._run_loss = RunLoss()
 
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
-            self._signature_columns = list(_COLUMNS)  # type: ignore[assignment]
+            self._signature_columns = [*_COLUMNS, ROW_COLUMN]  # type: ignore[assignment]
+
+    def get_train_dataloader(self) -> Any:
+        """The Trainer's loader over ``train_dataset`` with each row's index added, so that
+        errors raised on a batch name the dataset rows (:mod:`.batches`)."""
+        dataset, collator = self.train_dataset, self.data_collator
+        if hasattr(dataset, "add_column") and ROW_COLUMN not in dataset.column_names:
+            self.train_dataset = dataset.add_column(ROW_COLUMN, list(range(len(dataset))))
+            self.data_collator = RowNamingCollator(collator)  # type: ignore[arg-type]
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.train_dataset, self.data_collator = dataset, collator
 
     def train(
         self,
@@ -225,12 +247,14 @@ class SoftInfoNCETrainer(Trainer):
                     f"{self.args.output_dir!r} holds no complete checkpoint-<step> folder"
                 )
             resume_from_checkpoint = str(found)
-        return super().train(
+        self._run_loss.start(resume_from_checkpoint if resume_from_checkpoint else None)
+        output = super().train(
             resume_from_checkpoint=resume_from_checkpoint,
             trial=trial,
             ignore_keys_for_eval=ignore_keys_for_eval,
             **kwargs,  # older transformers take more keywords
         )
+        return self._run_loss.finish(self, output)  # train_loss over the whole run
 
     def compute_loss(
         self,
@@ -241,7 +265,13 @@ class SoftInfoNCETrainer(Trainer):
     ):
         """Embed queries and candidates, then the loss with the batch's raw texts
         (``queries``, ``codes``, ``candidate_queries``); gradient-cached when
-        ``args.mini_batch_size`` is set."""
+        ``args.mini_batch_size`` is set. Errors name the batch's dataset rows."""
+        try:
+            return self._compute_loss(model, inputs, return_outputs)
+        except NAMED_ERRORS as error:
+            raise name_rows(error, inputs.get(ROW_COLUMN)) from error
+
+    def _compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool):
         outputs = None
         if self.args.mini_batch_size is not None and not return_outputs:
             loss = grad_cached_loss(model, self.loss_fn, inputs, self.args.mini_batch_size)
@@ -341,6 +371,7 @@ class SoftInfoNCETrainer(Trainer):
         """Write checkpoints and ``save_model`` through the model's ``save_pretrained`` (with
         a model card), so every checkpoint loads with ``BiEncoder.from_pretrained``; models
         without it (or a given ``state_dict``, e.g. FSDP) take the Trainer's own path."""
+        self._run_loss.record(self)  # saved with the checkpoint's trainer_state.json
         model = extract_model_from_parallel(self.model)
         save = getattr(model, "save_pretrained", None)
         from transformers import PreTrainedModel
