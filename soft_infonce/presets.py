@@ -11,9 +11,9 @@ of building a loss give the same numbers.
 
 from __future__ import annotations
 
-import math
-from numbers import Real
 from typing import Any, NamedTuple
+
+from soft_infonce.checks import check_number
 
 __all__ = [
     "DEFAULT",
@@ -51,44 +51,6 @@ class Settings(NamedTuple):
     alpha: float
     beta: float
     temperature: float
-
-
-def check_number(
-    name: str,
-    value: Any,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    exclusive_minimum: bool = False,
-) -> float:
-    """``value`` as a float, or an error naming ``name``: finite, real, within the bounds.
-
-    Args:
-        name: the parameter's name, for the message.
-        value: the number given (``bool`` and non-real types raise ``TypeError``).
-        minimum: lower bound (inclusive unless ``exclusive_minimum``).
-        maximum: inclusive upper bound.
-        exclusive_minimum: whether ``value == minimum`` is refused.
-
-    Returns:
-        ``float(value)``.
-
-    Examples:
-        >>> check_number("beta", 0.7, minimum=0, exclusive_minimum=True)
-        0.7
-    """
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    low_ok = minimum is None or (value > minimum if exclusive_minimum else value >= minimum)
-    if not low_ok or (maximum is not None and value > maximum):
-        low = "" if minimum is None else f"{'>' if exclusive_minimum else '>='} {minimum:g}"
-        high = "" if maximum is None else f"<= {maximum:g}"
-        bounds = " and ".join(p for p in (low, high) if p)
-        raise ValueError(f"{name} must be {bounds}, got {value!r}")
-    return value
 
 
 def preset_of(estimator: Any) -> str | None:
@@ -130,14 +92,12 @@ def resolve(
     name = preset if preset is not None else preset_of(estimator)
     defaults = _ALL[name] if name is not None else DEFAULT
     return Settings(
-        check_number("alpha", defaults[0] if alpha is None else alpha, minimum=0),
-        check_number(
-            "beta", defaults[1] if beta is None else beta, minimum=0, exclusive_minimum=True
-        ),
+        check_number("alpha", defaults[0] if alpha is None else alpha, low=0),
+        check_number("beta", defaults[1] if beta is None else beta, low=0, low_open=True),
         check_number(
             "temperature",
             defaults[2] if temperature is None else temperature,
-            minimum=0,
-            exclusive_minimum=True,
+            low=0,
+            low_open=True,
         ),
     )

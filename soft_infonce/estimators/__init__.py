@@ -13,11 +13,11 @@ a frozen neural encoder (freezing, device and an embedding cache come with it).
 
 from __future__ import annotations
 
+from soft_infonce.checks import check_texts
 from soft_infonce.estimators.base import WeightEstimator
 from soft_infonce.estimators.bm25 import BM25Estimator, code_tokenize
 from soft_infonce.estimators.cache import EmbeddingCache, EmbeddingStore
 from soft_infonce.estimators.calibration import calibrate_temperature, negative_entropy
-from soft_infonce.estimators.checks import check_texts
 from soft_infonce.estimators.frozen import FrozenEncoderEstimator, freeze
 from soft_infonce.estimators.positive_aware import PositiveAwareEstimator
 from soft_infonce.estimators.self_guided import SelfGuidedEstimator

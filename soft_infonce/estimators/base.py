@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from soft_infonce.estimators.checks import check_texts
+from soft_infonce.checks import check_texts
 
 __all__ = ["WeightEstimator", "check_texts"]
 

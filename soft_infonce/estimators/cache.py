@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from soft_infonce.estimators.checks import check_int, check_tensor, check_texts
+from soft_infonce.checks import check_int, check_tensor, check_texts
 
 __all__ = ["CACHE_FORMAT", "CACHE_VERSION", "EmbeddingCache", "EmbeddingStore", "text_key"]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
+from soft_infonce.checks import check_int, check_number
 from soft_infonce.estimators.base import WeightEstimator
-from soft_infonce.estimators.checks import check_int, check_number
 
 __all__ = ["calibrate_temperature", "negative_entropy"]
 

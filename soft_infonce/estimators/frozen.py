@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from soft_infonce.checks import check_flag, check_int
 from soft_infonce.estimators.base import WeightEstimator
 from soft_infonce.estimators.cache import EmbeddingCache
-from soft_infonce.estimators.checks import check_bool, check_int
 
 __all__ = ["FrozenEncoderEstimator", "freeze", "module_fingerprint", "pairwise_dot"]
 
@@ -102,7 +102,7 @@ class FrozenEncoderEstimator(WeightEstimator):
         model_name: str | None = None,
     ) -> None:
         self.batch_size = check_int("batch_size", batch_size)
-        self.use_cache = check_bool("cache", cache)
+        self.use_cache = check_flag("cache", cache)
         sides = tuple(embedding_sides)
         if not sides or not all(side in ("query", "code") for side in sides):
             raise ValueError(f"embedding_sides must name 'query' and/or 'code', got {sides!r}")

@@ -7,8 +7,8 @@ from typing import Literal
 
 import torch
 
+from soft_infonce.checks import check_number
 from soft_infonce.estimators.base import WeightEstimator
-from soft_infonce.estimators.checks import check_number
 
 MODES = ("ratio", "difference")
 

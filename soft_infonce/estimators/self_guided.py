@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import torch
 
+from soft_infonce.checks import check_tensor
 from soft_infonce.estimators.base import WeightEstimator
-from soft_infonce.estimators.checks import check_tensor
 
 
 class SelfGuidedEstimator(WeightEstimator):

@@ -7,8 +7,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from soft_infonce._checks import check_number
 from soft_infonce._kernels import positive_mask as _positive_mask
+from soft_infonce.checks import check_number
 from soft_infonce.functional.core import (
     Reduction,
     _check_reduction,
@@ -107,7 +107,7 @@ def cancellation_weights(
     keep = torch.ones_like(sim)
     if mode == "top_k":
         most = sim.shape[1] - 2
-        k = check_number(k, "k", low=0, integer=True)
+        k = check_number("k", k, low=0, integer=True)
         if k > most:
             raise ValueError(
                 f"k must be an int in [0, {most}] (M - 2: each row keeps at least one of its "
@@ -118,7 +118,7 @@ def cancellation_weights(
             drop = ranked.topk(k, dim=1).indices  # (N, k)
             keep.scatter_(1, drop, 0.0)
     else:
-        check_number(ratio, "ratio", low=0.0, high=1.0, low_open=True)
+        check_number("ratio", ratio, low=0.0, high=1.0, low_open=True)
         positive = sim.gather(1, labels[:, None])  # (N, 1)
         threshold = positive - (1 - ratio) * positive.abs()  # (N, 1)
         lowest = sim.masked_fill(positive_mask, float("inf")).amin(dim=1, keepdim=True)  # (N, 1)
@@ -257,8 +257,8 @@ def kl_regularized_infonce_loss(
     """
     check_scores(scores)
     _check_similarity(similarity, scores)
-    check_number(infonce_weight, "infonce_weight", low=0.0)
-    check_number(kl_weight, "kl_weight", low=0.0)
+    check_number("infonce_weight", infonce_weight, low=0.0)
+    check_number("kl_weight", kl_weight, low=0.0)
     _check_reduction(reduction)
     labels = default_labels(scores, labels)
     positive_mask = _positive_mask(scores.shape, labels)

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from soft_infonce import _kernels
-from soft_infonce._checks import check_number, check_same_shape, check_tensor
 from soft_infonce._kernels import positive_mask as _positive_mask
+from soft_infonce.checks import check_number, check_same_shape, check_tensor
 
 __all__ = [
     "check_scores",
@@ -34,7 +34,7 @@ def check_scores(scores: torch.Tensor, name: str = "scores") -> None:
         TypeError: ``scores`` is not a tensor (e.g. a list).
         ValueError: wrong shape or dtype, or a NaN / infinite entry.
     """
-    check_tensor(scores, name)
+    check_tensor(name, scores)
     if scores.dim() != 2:
         raise ValueError(f"{name} must be 2-D [N, M], got shape {tuple(scores.shape)}")
     n, m = scores.shape
@@ -97,13 +97,13 @@ def default_labels(
 
 
 def _check_temperature(temperature: float) -> None:
-    check_number(temperature, "temperature", low=0.0, low_open=True)
+    check_number("temperature", temperature, low=0.0, low_open=True)
 
 
 def _check_similarity(similarity: torch.Tensor, scores: torch.Tensor) -> None:
     """``similarity`` must be a finite matrix of the shape of ``scores`` (checked first)."""
-    check_tensor(similarity, "similarity")
-    check_same_shape(similarity, "similarity", scores, "scores")
+    check_tensor("similarity", similarity)
+    check_same_shape("similarity", similarity, "scores", scores)
 
 
 @torch.no_grad()
@@ -169,9 +169,9 @@ def negative_weights(
         >>> w[0, 0].item(), bool(w[0, 1] < w[0, 2])
         (1.0, True)
     """
-    check_number(min_weight, "min_weight", low=0.0, high=1.0, low_open=True)
-    check_number(alpha, "alpha", low=0.0)
-    check_number(beta, "beta", low=0.0, low_open=True)
+    check_number("min_weight", min_weight, low=0.0, high=1.0, low_open=True)
+    check_number("alpha", alpha, low=0.0)
+    check_number("beta", beta, low=0.0, low_open=True)
     check_scores(similarity, "similarity")
     _check_temperature(temperature)
     mask = _positive_mask(similarity.shape, default_labels(similarity, positives, "positives"))
@@ -197,7 +197,7 @@ def _check_reduction(reduction: str) -> None:
 
 
 def _check_weights(weights: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> None:
-    check_same_shape(weights, "weights", scores, "scores")
+    check_same_shape("weights", weights, "scores", scores)
     positive_mask = _positive_mask(weights.shape, labels)  # (N, M)
     usable = torch.isfinite(weights) & (weights >= 0)
     problems = torch.stack(  # one host sync for the three checks
@@ -251,7 +251,7 @@ def soft_infonce_loss(
     labels = default_labels(scores, labels)
     logits = _upcast(scores)  # (N, M), float32 at least
     if weights is not None:
-        check_tensor(weights, "weights")
+        check_tensor("weights", weights)
         weights = weights.detach().to(device=scores.device, dtype=logits.dtype)
         _check_weights(weights, scores, labels)
         logits = logits + weights.log()  # log 0 = -inf: that negative leaves the sum

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from soft_infonce.checks import check_flag, check_number
 from soft_infonce.distributed import (
     GatheredCandidates,
     gather_candidates,
@@ -30,13 +31,12 @@ from soft_infonce.estimators.base import WeightEstimator
 from soft_infonce.losses.checks import (
     candidate_matrix,
     check_candidates,
+    check_embeddings,
     check_finite,
-    check_flag,
-    check_tensor,
     texts_of,
 )
 from soft_infonce.losses.row_chunks import loss_in_row_chunks
-from soft_infonce.presets import PRESETS, check_number
+from soft_infonce.presets import PRESETS
 
 __all__ = ["CITATION", "PRESETS", "ContrastiveLoss"]
 
@@ -91,7 +91,7 @@ class ContrastiveLoss(nn.Module):
         validate: bool | None = None,
     ) -> None:
         super().__init__()
-        self.scale = check_number("scale", scale, minimum=0, exclusive_minimum=True)
+        self.scale = check_number("scale", scale, low=0, low_open=True)
         if estimator is not None and not isinstance(estimator, WeightEstimator):
             raise TypeError(
                 f"estimator must be a soft_infonce.WeightEstimator, got {type(estimator).__name__}"
@@ -161,9 +161,8 @@ class ContrastiveLoss(nn.Module):
             The scalar loss (float32, or float64 for float64 embeddings).
         """
         # the same checks the seam makes, with the names of this signature
-        check_candidates(
-            check_tensor("query_embeddings", query_embeddings), code_embeddings, "code_embeddings"
-        )
+        queries_checked = check_embeddings("query_embeddings", query_embeddings)
+        check_candidates(queries_checked, code_embeddings, "code_embeddings")
         texts = {"queries": queries, "codes": codes, "candidate_queries": candidate_queries}
         return self.compute_loss_from_embeddings(
             query_embeddings, code_embeddings, texts, similarity
@@ -195,7 +194,7 @@ class ContrastiveLoss(nn.Module):
         Returns:
             The scalar loss.
         """
-        q = check_tensor("query_embeddings", query_embeddings)
+        q = check_embeddings("query_embeddings", query_embeddings)
         c = check_candidates(q, candidate_matrix(candidate_embeddings, q.shape[0]))
         n, m = q.shape[0], c.shape[0]
         if similarity is not None and not isinstance(similarity, torch.Tensor):

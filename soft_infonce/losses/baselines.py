@@ -16,9 +16,10 @@ from typing import Any, Literal
 
 from soft_infonce import _kernels as kernels
 from soft_infonce import functional as SF
+from soft_infonce.checks import check_number
 from soft_infonce.estimators.base import WeightEstimator
 from soft_infonce.losses.base import ContrastiveLoss
-from soft_infonce.presets import check_number, resolve
+from soft_infonce.presets import resolve
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +103,8 @@ class KLRegularizedInfoNCELoss(_SimilarityLoss):
         validate: bool | None = None,
     ) -> None:
         super().__init__(temperature, scale, estimator, symmetric, gather_across_devices, validate)
-        self.infonce_weight = check_number("infonce_weight", infonce_weight, minimum=0)
-        self.kl_weight = check_number("kl_weight", kl_weight, minimum=0)
+        self.infonce_weight = check_number("infonce_weight", infonce_weight, low=0)
+        self.kl_weight = check_number("kl_weight", kl_weight, low=0)
 
     def loss_from_scores(self, scores, similarity, labels):
         """See :func:`soft_infonce.functional.kl_regularized_infonce_loss`."""
@@ -169,9 +170,7 @@ class FalseNegativeCancellationLoss(ContrastiveLoss):
             raise ValueError(f"k must be >= 0, got {k!r}")
         self.mode: Literal["top_k", "threshold"] = mode
         self.k: int = int(k)
-        self.ratio: float = check_number(
-            "ratio", ratio, minimum=0, maximum=1, exclusive_minimum=True
-        )
+        self.ratio: float = check_number("ratio", ratio, low=0, high=1, low_open=True)
         self._warned_empty_rows: bool = False
         self._warned_unrecognised: bool = False
 

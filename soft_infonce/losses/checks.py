@@ -11,20 +11,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["candidate_matrix", "check_flag", "check_tensor", "texts_of"]
+from soft_infonce.checks import check_tensor
+
+__all__ = ["candidate_matrix", "check_embeddings", "texts_of"]
 
 _TEXT_KEYS = ("queries", "codes", "candidate_queries")
 
 
-def check_flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return value
-
-
-def check_tensor(name: str, x: Any) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+def check_embeddings(name: str, x: Any) -> torch.Tensor:
+    """``x`` if it is a non-empty 2-D floating-point tensor ``[batch, dim]``."""
+    check_tensor(name, x)
     if x.dim() != 2:
         raise ValueError(f"{name} must be a 2-D tensor [batch, dim], got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
@@ -57,7 +53,7 @@ def check_candidates(
     q: torch.Tensor, candidates: Any, name: str = "candidate_embeddings"
 ) -> torch.Tensor:
     """Check ``[M, H]`` candidates against ``[N, H]`` queries (shapes only: no host sync)."""
-    c = check_tensor(name, candidates)
+    c = check_embeddings(name, candidates)
     n, m = q.shape[0], c.shape[0]
     if q.shape[1] != c.shape[1]:
         raise ValueError(
@@ -87,7 +83,7 @@ def candidate_matrix(candidate_embeddings: Any, n: int) -> torch.Tensor:
             f"column tensors, got {type(candidate_embeddings).__name__}"
         )
     for i, column in enumerate(candidate_embeddings):
-        check_tensor(f"candidate_embeddings[{i}]", column)
+        check_embeddings(f"candidate_embeddings[{i}]", column)
         if column.shape[0] != n:
             raise ValueError(
                 f"candidate_embeddings[{i}] must have one row per query ({n}), got "

@@ -10,9 +10,10 @@ import torch
 
 from soft_infonce import _kernels as kernels
 from soft_infonce import functional as SF
+from soft_infonce.checks import check_number
 from soft_infonce.estimators.base import WeightEstimator
 from soft_infonce.losses.base import ContrastiveLoss
-from soft_infonce.presets import PRESETS, check_number, resolve
+from soft_infonce.presets import PRESETS, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +97,7 @@ class SoftInfoNCELoss(ContrastiveLoss):
     ) -> None:
         super().__init__(scale, estimator, symmetric, gather_across_devices, validate)
         self.alpha, self.beta, self.temperature = resolve(estimator, alpha, beta, temperature)
-        self.min_weight = check_number(
-            "min_weight", min_weight, minimum=0, maximum=1, exclusive_minimum=True
-        )
+        self.min_weight = check_number("min_weight", min_weight, low=0, high=1, low_open=True)
         self._warned_flat = False
 
     @property

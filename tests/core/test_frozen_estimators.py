@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from soft_infonce.checks import check_int, check_number, check_tensor
 from soft_infonce.estimators import EmbeddingCache, FrozenEncoderEstimator, WeightEstimator
-from soft_infonce.estimators.checks import check_int, check_number, check_tensor
 from soft_infonce.functional import negative_weights
 from soft_infonce.integrations.hf.trained_estimator import TrainedModelEstimator
 from soft_infonce.integrations.sentence_transformers.estimator import EmbeddingEstimator
@@ -264,14 +264,16 @@ def test_embedding_estimator_settings_are_checked_before_loading(kwargs, message
         EmbeddingEstimator("no/such/model", **kwargs)
 
 
-def test_wrong_types_are_type_errors_that_older_value_error_handlers_still_catch():
+def test_wrong_types_are_type_errors_and_value_errors():
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         check_int("batch_size", True)
-    with pytest.raises(ValueError, match=r"t must lie in \(0, inf\), got 0.0"):
+    with pytest.raises(ValueError, match=r"t must be > 0, got 0"):
         check_number("t", 0, low=0.0, low_open=True)
     with pytest.raises(ValueError, match="t must be a finite number, got nan"):
         check_number("t", float("nan"))
     with pytest.raises(TypeError, match="scores must be a torch.Tensor, got list"):
+        check_tensor("scores", [[1.0]])
+    with pytest.raises(ValueError, match="scores must be a torch.Tensor, got list"):
         check_tensor("scores", [[1.0]])
 
 

@@ -114,7 +114,7 @@ def test_kl_term_weights_of_the_wrong_type_are_a_type_error():
 )
 def test_non_finite_weight_settings_are_named(kwargs, name):
     args = {"similarity": torch.randn(3, 3), "alpha": 1.3, "beta": 0.7, "temperature": 1.0}
-    with pytest.raises(ValueError, match=f"^{name} must be finite"):
+    with pytest.raises(ValueError, match=f"^{name} must be a finite number"):
         SF.negative_weights(**(args | kwargs))
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from soft_infonce import PRESETS, SoftInfoNCELoss, WeightEstimator
+from soft_infonce.checks import check_number
 from soft_infonce.estimators import BM25Estimator, PositiveAwareEstimator, UniformEstimator
-from soft_infonce.presets import DEFAULT, LIBRARY_PRESETS, check_number, resolve
+from soft_infonce.presets import DEFAULT, LIBRARY_PRESETS, resolve
 
 QUERIES = ["sort a list", "read a json file", "open a file", "sum the values", "parse json"]
 CODES = ["sorted(xs)", "json.load(open(p))", "open(p)", "sum(v)", "json.loads(s)"]
@@ -51,7 +52,7 @@ def test_resolve_fills_only_unset_settings_and_checks_them():
         resolve(None, temperature=0.0)
     with pytest.raises(TypeError, match="alpha must be a real number"):
         resolve(None, alpha=True)
-    assert check_number("x", 3, minimum=0) == 3.0
+    assert check_number("x", 3, low=0) == 3.0
 
 
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))

@@ -42,7 +42,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from soft_infonce._checks import check_number
+from soft_infonce.checks import check_number
 from soft_infonce.codesearch.data.files import (
     PRUNED_DIRS,
     TEST_DIRS,
@@ -191,14 +191,14 @@ def _check_arguments(
     min_code_lines: int,
 ) -> None:
     for name, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
-        check_number(value, name, low=0.0, high=1.0, high_open=True)
+        check_number(name, value, low=0.0, high=1.0, high_open=True)
     if valid_fraction + test_fraction >= 1.0:
         raise ValueError(
             "valid_fraction + test_fraction must be below 1, "
             f"got {valid_fraction!r} + {test_fraction!r}"
         )
-    check_number(min_doc, "min_doc_tokens", low=1, integer=True)
-    check_number(max_doc, "max_doc_tokens", low=1, integer=True)
+    check_number("min_doc_tokens", min_doc, low=1, integer=True)
+    check_number("max_doc_tokens", max_doc, low=1, integer=True)
     if min_doc > max_doc:
         raise ValueError(
             f"min_doc_tokens and max_doc_tokens must satisfy 1 <= min <= max, "
@@ -206,8 +206,8 @@ def _check_arguments(
         )
     for name, limit in (("max_code_tokens", max_code), ("max_files", max_files)):
         if limit is not None:
-            check_number(limit, name, low=1, integer=True)
-    check_number(min_code_lines, "min_code_lines", low=0, integer=True)
+            check_number(name, limit, low=1, integer=True)
+    check_number("min_code_lines", min_code_lines, low=0, integer=True)
 
 
 def mine_pairs(

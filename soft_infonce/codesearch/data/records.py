@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from soft_infonce._checks import is_blank
+from soft_infonce.checks import is_blank
 from soft_infonce.codesearch.data.files import Skipped
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from soft_infonce.estimators.checks import check_number
+from soft_infonce.checks import check_number
 from soft_infonce.integrations.hf.trained_estimator import TrainedModelEstimator, _unwrap
 
 if TYPE_CHECKING:  # pragma: no cover

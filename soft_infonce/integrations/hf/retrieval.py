@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from soft_infonce._checks import is_blank
+from soft_infonce.checks import is_blank
 
 if TYPE_CHECKING:
     import datasets

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from soft_infonce.estimators.checks import check_bool, check_int, check_number
+from soft_infonce.checks import check_flag, check_int, check_number
 from soft_infonce.estimators.frozen import FrozenEncoderEstimator, pairwise_dot
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,7 +80,7 @@ class TrainedModelEstimator(FrozenEncoderEstimator):
         check_int("max_query_length", max_query_length)
         check_int("max_code_length", max_code_length)
         check_int("batch_size", batch_size)
-        check_bool("cache", cache)
+        check_flag("cache", cache)
         frozen: nn.Module
         if isinstance(model, (str, os.PathLike)):
             from soft_infonce.integrations.hf.modeling import BiEncoder

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import torch
 import torch.nn.functional as F
 
-from soft_infonce.estimators.checks import check_bool, check_int
+from soft_infonce.checks import check_flag, check_int
 from soft_infonce.estimators.frozen import FrozenEncoderEstimator, pairwise_dot
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,8 +87,8 @@ class EmbeddingEstimator(FrozenEncoderEstimator):
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, got {side!r}")
         check_int("batch_size", batch_size)
-        check_bool("cache", cache)
-        check_bool("local_files_only", local_files_only)
+        check_flag("cache", cache)
+        check_flag("local_files_only", local_files_only)
         sentence_transformer = _import_sentence_transformer()
         if isinstance(model, (str, os.PathLike)):
             name = str(model)

@@ -12,9 +12,9 @@ from sentence_transformers.util import cos_sim, similarity_fct_name
 from torch import Tensor, nn
 
 from soft_infonce import losses as core
+from soft_infonce.checks import check_number
 from soft_infonce.estimators.base import WeightEstimator
 from soft_infonce.integrations.sentence_transformers.collator import TEXT_KEY, without_texts
-from soft_infonce.presets import check_number
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class SoftInfoNCELoss(nn.Module):
             beta=beta,
             temperature=temperature,
             min_weight=min_weight,
-            scale=check_number("scale", scale, minimum=0, exclusive_minimum=True),
+            scale=check_number("scale", scale, low=0, low_open=True),
             estimator=estimator,
             gather_across_devices=gather_across_devices,
         )
