@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -82,9 +83,10 @@ def _load(name: str, path: Path):
 
 @pytest.fixture(scope="module")
 def script():
-    import soft_infonce.codesearch.train  # the example script wraps it
+    """The training command's argument classes and run parser (the example script wraps it)."""
+    from soft_infonce.codesearch.train import arguments, checks
 
-    return soft_infonce.codesearch.train
+    return types.SimpleNamespace(**{**vars(arguments), "parse_runs": checks.parse_runs})
 
 
 @pytest.fixture(scope="module")

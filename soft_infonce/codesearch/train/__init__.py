@@ -31,27 +31,9 @@ The entry point is :func:`main`. Importing this package is light; :func:`main` s
 
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Any
 
-__all__ = [
-    "CodeSearchTrainingArguments",
-    "DataArguments",
-    "ModelArguments",
-    "main",
-    "parse_args",
-    "parse_runs",
-]
-
-# name -> module holding it, imported on first use (they import transformers)
-_LAZY = {
-    "CodeSearchTrainingArguments": "soft_infonce.codesearch.train.arguments",
-    "DataArguments": "soft_infonce.codesearch.train.arguments",
-    "ModelArguments": "soft_infonce.codesearch.train.arguments",
-    "parse_args": "soft_infonce.codesearch.train.arguments",
-    "parse_runs": "soft_infonce.codesearch.train.checks",
-}
+__all__ = ["main"]
 
 
 def set_environment() -> None:
@@ -76,11 +58,3 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> None:
     from soft_infonce.codesearch.train.runs import main as run
 
     run(argv, prog=prog)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

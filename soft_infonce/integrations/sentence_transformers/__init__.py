@@ -17,7 +17,7 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "soft_infonce.integrations.sentence_transformers needs sentence-transformers >= 6.0: "
-        "pip install 'sentence-transformers>=6.0'"
+        'pip install "soft-infonce[sentence-transformers]"'
     ) from error
 
 from soft_infonce.integrations.sentence_transformers.cached import CachedSoftInfoNCELoss
