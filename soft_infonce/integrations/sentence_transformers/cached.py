@@ -18,7 +18,16 @@ from soft_infonce.estimators.base import WeightEstimator
 from soft_infonce.integrations.sentence_transformers.collator import without_texts
 from soft_infonce.integrations.sentence_transformers.loss import SoftInfoNCELoss
 
-__all__ = ["CachedSoftInfoNCELoss"]
+__all__ = ["CachedSoftInfoNCELoss", "loss_rows_per_chunk"]
+
+SCORES_PER_CHUNK = 2**20  # score entries per chunk of the loss step: 4 MiB per float32 matrix
+
+
+def loss_rows_per_chunk(n: int, m: int, mini_batch_size: int) -> int:
+    """Anchors scored (and back-propagated) at a time by the loss step: ``mini_batch_size``,
+    or more while a chunk's ``[rows, M]`` scores stay within :data:`SCORES_PER_CHUNK` entries,
+    so the loss's memory is bounded whatever the batch and the chunks are few."""
+    return min(n, max(mini_batch_size, SCORES_PER_CHUNK // max(1, m)))
 
 
 class CachedSoftInfoNCELoss(CachedLossMixin, nn.Module):
@@ -26,10 +35,11 @@ class CachedSoftInfoNCELoss(CachedLossMixin, nn.Module):
 
     As sentence-transformers' ``CachedMultipleNegativesRankingLoss``: the columns are embedded
     ``mini_batch_size`` rows at a time without gradients, the loss (the shared
-    ``compute_loss_from_embeddings``, on the whole ``[N, M]`` score matrix) is
-    back-propagated to the embeddings, and each mini-batch is embedded again with
-    gradients. Same value and gradients as :class:`SoftInfoNCELoss` (without dropout), at
-    the cost of a second forward pass; the estimator runs once per batch.
+    ``compute_loss_from_embeddings``) is back-propagated to the embeddings a chunk of anchors
+    at a time (:func:`loss_rows_per_chunk`: the ``[rows, M]`` scores of a chunk stay within
+    about 4 MiB), and each mini-batch is embedded again with gradients. Same value and
+    gradients as :class:`SoftInfoNCELoss` (without dropout), at the cost of a second forward
+    pass; the estimator runs once per batch.
 
     Args:
         model: the SentenceTransformer to train.
@@ -125,7 +135,8 @@ class CachedSoftInfoNCELoss(CachedLossMixin, nn.Module):
     ) -> Tensor:
         """The Soft-InfoNCE loss from the mini-batch embeddings (the GradCache step 2)."""
         embeddings = [torch.cat(column) for column in reps]  # each (N, H)
-        rows = self.mini_batch_size if with_backward else None
+        n, m = embeddings[0].shape[0], embeddings[0].shape[0] * (len(embeddings) - 1)
+        rows = loss_rows_per_chunk(n, m, self.mini_batch_size) if with_backward else None
         return self.loss.compute_loss_from_embeddings(
             embeddings, labels, self._texts, rows_per_chunk=rows
         )
