@@ -168,8 +168,9 @@ def test_model_card_holds_the_training_facts(tmp_path, tokenizer) -> None:
         "base_model: sentence-transformers/all-MiniLM-L6-v2",
         "- **Loss**: `SoftInfoNCELoss`", "  - alpha: 1.3", "  - temperature: 0.25",
         "- **Estimator**: `TrainedModelEstimator`", "  - model: `runs/infonce/final`",
-        "- **train size**: 1000 pairs", "- **eval size**: 200 pairs", "| mrr | 0.7012 |",
-        "| recall@1 | 0.6 |", "- seed: 42", "| scale | 20 |", "library_name: sentence-transformers",
+        "- **train size**: 1000 pairs", "- **eval size**: 200 pairs",
+        "| set | mrr | recall@1 |", "| validation | 0.7012 | 0.6000 |", "- seed: 42",
+        "| scale | 20 |", "library_name: sentence-transformers",
         "upload_folder", CITATION,
     ]:  # fmt: skip
         assert expected in text, expected

@@ -30,6 +30,7 @@ from soft_infonce.integrations.hf.batches import (
     name_rows,
 )
 from soft_infonce.integrations.hf.collator import BiEncoderCollator
+from soft_infonce.integrations.hf.modeling.card_facts import trainer_facts
 from soft_infonce.integrations.hf.multiprocess import evaluate_retrieval_sharded, reduce_statistics
 from soft_infonce.integrations.hf.retrieval import RetrievalSet, pairs_to_retrieval_set
 from soft_infonce.integrations.hf.run_loss import RunLoss
@@ -353,19 +354,9 @@ class SoftInfoNCETrainer(Trainer):
         return metrics
 
     def model_card(self) -> dict[str, Any]:
-        """What the saved model's card states: loss, estimator, data sizes, last metrics."""
-        estimator = self.loss_fn.estimator
-        card: dict[str, Any] = {
-            "loss": type(self.loss_fn).__name__,
-            "loss_config": self.loss_fn.get_config_dict(),
-            "estimator": None if estimator is None else type(estimator).__name__,
-            "estimator_settings": _estimator_settings(estimator),
-            "train_size": _size(self.train_dataset),
-            "eval_size": _size(self.eval_dataset),
-            "eval_metrics": dict(self._last_eval_metrics),
-            "global_step": self.state.global_step,
-        }
-        return card
+        """What the saved model's card states (the same for checkpoints and ``save_model``):
+        loss and estimator with their settings, data sizes, hyperparameters, last metrics."""
+        return trainer_facts(self)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Write checkpoints and ``save_model`` through the model's ``save_pretrained`` (with
@@ -388,35 +379,6 @@ class SoftInfoNCETrainer(Trainer):
         else:
             save(output_dir)
         torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
-
-
-def _size(data: Any) -> int | dict[str, int] | None:
-    if isinstance(data, dict):
-        return {k: _size(v) for k, v in data.items()}  # type: ignore[misc]
-    if isinstance(data, RetrievalSet):
-        return len(data.queries)
-    return len(data) if hasattr(data, "__len__") else None
-
-
-def _estimator_settings(estimator: WeightEstimator | None) -> dict[str, Any]:
-    if estimator is None:
-        return {}
-    settings: dict[str, Any] = {"preset": getattr(estimator, "preset", None)}
-    for attr in ("get_config_dict", "cache_config"):
-        method = getattr(estimator, attr, None)
-        if callable(method):
-            try:
-                settings.update(
-                    {
-                        k: v
-                        for k, v in method().items()
-                        if isinstance(v, (str, int, float, bool, type(None)))
-                    }
-                )
-            except Exception:  # noqa: BLE001 - a card must never break a save
-                pass
-            break
-    return settings
 
 
 def _as_retrieval_set(data: Any, name: str) -> RetrievalSet:
