@@ -20,13 +20,14 @@ code takes 0.45-0.72 ms, ``bm25s`` 10-14 ms (it builds an index per call), ``ran
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+
+from soft_infonce.checks import check_number
 
 _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits: "_" and punctuation split
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -47,12 +48,9 @@ def code_tokenize(text: str) -> list[str]:
 
 def check_parameters(k1: float, b: float, epsilon: float, tokenizer: object) -> None:
     """Raise ``ValueError`` naming the first BM25 setting out of range."""
-    if not (isinstance(k1, (int, float)) and 0 <= k1 < math.inf):
-        raise ValueError(f"k1 must be a finite number >= 0, got {k1!r}")
-    if not (isinstance(b, (int, float)) and 0 <= b <= 1):
-        raise ValueError(f"b must be a number in [0, 1], got {b!r}")
-    if not (isinstance(epsilon, (int, float)) and 0 <= epsilon < math.inf):
-        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
+    check_number("k1", k1, low=0)
+    check_number("b", b, low=0, high=1)
+    check_number("epsilon", epsilon, low=0)
     if not callable(tokenizer):
         raise ValueError(f"tokenizer must be callable, got {type(tokenizer).__name__}")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from soft_infonce.checks import check_int
 from soft_infonce.distributed import GatheredCandidates
 
 __all__ = ["loss_in_row_chunks", "merge_statistics"]
@@ -56,12 +57,7 @@ def loss_in_row_chunks(
     """
     if loss.symmetric:
         raise ValueError("rows_per_chunk cannot be used with symmetric=True")
-    if (
-        isinstance(rows_per_chunk, bool)
-        or not isinstance(rows_per_chunk, int)
-        or rows_per_chunk < 1
-    ):
-        raise ValueError(f"rows_per_chunk must be a positive int, got {rows_per_chunk!r}")
+    check_int("rows_per_chunk", rows_per_chunk)
     loss._direction = "q2c"
     n = q.shape[0]
     q_leaf = q.detach().to(dtype).requires_grad_()
