@@ -61,6 +61,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -72,6 +73,10 @@ import torch  # noqa: E402
 from hard_negatives_report import report, summarise  # noqa: E402
 from transformers import TrainerCallback, set_seed  # noqa: E402
 
+from soft_infonce.codesearch.data.negative_spec import (  # noqa: E402
+    POSITIVE_AWARE_MARGIN,
+    HardNegativeSpec,
+)
 from soft_infonce.estimators import PositiveAwareEstimator  # noqa: E402
 from soft_infonce.estimators.registry import ESTIMATORS as REGISTERED  # noqa: E402
 from soft_infonce.integrations.hf.retrieval import pairs_to_retrieval_set  # noqa: E402
@@ -88,29 +93,33 @@ NEGATIVES = "none,bm25:1,bm25:3,dense:1,dense:3"
 #: The library's registry, plus pa-trained (PositiveAwareEstimator over the trained teacher);
 #: ema decays at 0.99 here; +cal: calibrated t.
 ESTIMATORS = (*REGISTERED, "pa-trained")
-MINERS = ("bm25", "dense", "bm25-pp", "dense-pp")
 logger = logging.getLogger("hard_negatives")
 load_model = quality.load_model  # module attributes, so a test can swap in a tiny model
 
 
-def parse_negatives(text: str) -> list[tuple[str, str, int]]:
-    """``"none,bm25:3"`` -> ``[("none", "none", 0), ("bm25:3", "bm25", 3)]``, checked.
+def parse_negatives(text: str) -> list[tuple[str, str, HardNegativeSpec | None]]:
+    """``"none,bm25-pp:3"`` -> ``[("none", "none", None), ("bm25-pp:3", "bm25-pp",
+    HardNegativeSpec("bm25", 3, relative_margin=0.05))]``: (item, miner label, spec), checked.
 
-    Methods: ``bm25``, ``dense`` (the zero-shot encoder), and ``bm25-pp`` / ``dense-pp``: the
-    same with NV-Retriever's positive-aware filter (``relative_margin=0.05``: a candidate
-    scoring within 5% of the positive is dropped as a likely false negative).
+    Each item is ``none`` or the library's ``METHOD:K``; a ``-pp`` after the method labels
+    NV-Retriever's positive-aware filter (``relative_margin=0.05``: a candidate scoring within
+    5% of the positive is dropped as a likely false negative).
     """
-    out = []
+    out: list[tuple[str, str, HardNegativeSpec | None]] = []
     for item in (s.strip() for s in text.split(",") if s.strip()):
-        method, _, k = item.partition(":")
         if item == "none":
-            out.append((item, "none", 0))
-        elif method in MINERS and k.isdigit() and int(k) >= 1:
-            out.append((item, method, int(k)))
-        else:
+            out.append((item, "none", None))
+            continue
+        label, colon, k = item.partition(":")
+        method = label.removesuffix("-pp")
+        margin = POSITIVE_AWARE_MARGIN if label.endswith("-pp") else None
+        try:
+            spec = HardNegativeSpec.parse(f"{method}{colon}{k}", relative_margin=margin)
+        except ValueError as error:
             raise SystemExit(
-                f"--negatives: expected none or METHOD:K with METHOD in {MINERS}, got {item!r}"
-            )
+                f"--negatives: {item!r} (or none; -pp: positive-aware): {error}"
+            ) from None
+        out.append((item, label, spec))
     return out
 
 
@@ -148,19 +157,18 @@ def load_data(args) -> dict:
     return data
 
 
-def mine(train, method: str, k: int, args):
+def mine(train, spec: HardNegativeSpec, args):
     """The training pairs with ``negatives``/``negative_queries`` mined from the training pool."""
     from soft_infonce.codesearch.data import mine_hard_negatives
 
-    base, _, filtered = method.partition("-")
-    options = {"relative_margin": 0.05} if filtered else {}
-    if base == "dense":
+    options = spec.miner_options()
+    if spec.method == "dense":
         options |= {
             "model": load_model(),
             "max_query_length": args.max_query_length,
             "max_code_length": args.max_code_length,
         }
-    return mine_hard_negatives(train, k, method=base, seed=0, show_progress=False, **options)
+    return mine_hard_negatives(train, seed=0, show_progress=False, **options)
 
 
 def trim(train, args):
@@ -378,7 +386,7 @@ def run_grid(args, results: dict, out: Path) -> None:
     for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: partial grids stay paired
         for exp in exps:
             train, valid, test = data[exp]
-            for neg, method, k in negatives:
+            for neg, method, negative_spec in negatives:
                 recorded = results["runs"].get(exp, {}).get(neg, {})
                 todo = [
                     s
@@ -391,16 +399,15 @@ def run_grid(args, results: dict, out: Path) -> None:
                 if not todo:
                     continue
                 train_k = trim(train, args)
-                if method != "none":
-                    if (exp, method) not in mined:
+                if negative_spec is not None:
+                    if (exp, method) not in mined:  # the deepest k; shallower ones take a prefix
                         t0 = time.time()
-                        mined[exp, method] = mine(
-                            train, method, max(kk for _, m, kk in negatives if m == method), args
-                        )
+                        deepest = max(s.k for _, m, s in negatives if m == method and s is not None)
+                        mined[exp, method] = mine(train, replace(negative_spec, k=deepest), args)
                         results.setdefault("mining_seconds", {})[f"{exp}/{method}"] = (
                             time.time() - t0
                         )
-                    train_k = trim(take_negatives(mined[exp, method], k), args)
+                    train_k = trim(take_negatives(mined[exp, method], negative_spec.k), args)
                 infonce_model = None
                 for spec in todo:
                     t0 = time.time()

@@ -17,6 +17,7 @@ pytest.importorskip("matplotlib")
 from helpers.tiny_vocab import bert_vocab  # noqa: E402
 from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
 
+from soft_infonce.codesearch.data.negative_spec import HardNegativeSpec  # noqa: E402
 from soft_infonce.integrations.hf.modeling import BiEncoder  # noqa: E402
 from soft_infonce.integrations.hf.retrieval import RetrievalSet  # noqa: E402
 
@@ -127,7 +128,11 @@ def test_bad_settings_are_refused_before_any_work():
         hn.parse_negatives("none,bm25")
     with pytest.raises(SystemExit, match="soft:bm52"):
         hn.parse_runs("infonce,soft:bm52")
-    assert hn.parse_negatives("none,dense:3") == [("none", "none", 0), ("dense:3", "dense", 3)]
+    assert hn.parse_negatives("none,dense:3,bm25-pp:2") == [
+        ("none", "none", None),
+        ("dense:3", "dense", HardNegativeSpec("dense", 3)),
+        ("bm25-pp:2", "bm25-pp", HardNegativeSpec("bm25", 2, relative_margin=0.05)),
+    ]
 
 
 def _entry(rr: list[float]) -> dict:

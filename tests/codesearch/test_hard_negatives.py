@@ -193,7 +193,7 @@ def test_random_sampling_is_seeded_and_stays_in_the_window():
         (PAIRS, {"k": 1, "method": "tfidf"}, ValueError, "method must be 'bm25' or 'dense'"),
         (PAIRS, {"k": 1, "method": "dense"}, TypeError, "needs model=a BiEncoder"),
         (PAIRS, {"k": 1, "sampling": "all"}, ValueError, "sampling must be"),
-        (PAIRS, {"k": 1, "max_score": "0.5"}, ValueError, "max_score must be None or a number"),
+        (PAIRS, {"k": 1, "max_score": "0.5"}, ValueError, "max_score must be a real number"),
         (PAIRS, {"k": 1, "incomplete": "pad"}, ValueError, "incomplete must be"),
         (PAIRS, {"k": 1, "output_format": "triplet"}, ValueError, "output_format must be"),
     ],

@@ -166,7 +166,7 @@ def test_a_training_set_smaller_than_a_batch_is_refused_before_any_work(setup, s
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--runs", "infonce,soft:bm52"], "--runs: 'soft:bm52': the estimator must be one of"),
+        (["--runs", "infonce,soft:bm52"], "--runs: 'soft:bm52': estimator must be one of"),
         (["--runs", "infonce,sfot:bm25"], "--runs: 'sfot:bm25': the loss must be one of"),
         (["--runs", "infonce,soft:bm25,infonce"], "'infonce' is named twice"),
         (["--runs", "soft:trained"], "the trained estimator needs --estimator_model"),

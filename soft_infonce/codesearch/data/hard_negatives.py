@@ -15,11 +15,12 @@ reorders and drops rows, and does not keep the negatives' own queries.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from soft_infonce.codesearch.data.negative_spec import check_margins
 
 if TYPE_CHECKING:
     import datasets
@@ -265,19 +266,12 @@ def mine_hard_negatives(
             f"its positives ({len(pool)} distinct codes in {len(codes)} pairs)"
         )
     filtered = any(x is not None for x in (max_score, min_score, absolute_margin, relative_margin))
-    for name, x in zip(
-        ("max_score", "min_score", "absolute_margin", "relative_margin"),
-        (max_score, min_score, absolute_margin, relative_margin),
-    ):
-        if x is not None and (
-            isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)
-        ):
-            raise ValueError(f"{name} must be None or a number (finite), got {x!r}")
-    if relative_margin is not None and not 0 <= relative_margin < 1:
-        raise ValueError(
-            f"relative_margin must be in [0, 1) (a share of the positive's score), got "
-            f"{relative_margin!r}"
-        )
+    check_margins(
+        absolute_margin=absolute_margin,
+        relative_margin=relative_margin,
+        max_score=max_score,
+        min_score=min_score,
+    )
     if range_max is None:
         range_max = range_min + (10 * k if filtered or sampling == "random" else k)
     window = min(range_max, len(pool))

@@ -10,6 +10,7 @@ from typing import Any, cast
 from transformers import HfArgumentParser, IntervalStrategy
 from transformers.trainer_utils import SaveStrategy
 
+from soft_infonce.codesearch.data.negative_spec import HardNegativeSpec
 from soft_infonce.codesearch.train.checks import (
     bare_resume_flag,
     check_config_types,
@@ -89,6 +90,24 @@ class DataArguments:
             "help": "Comma-separated loss[:estimator] runs to compare, e.g. infonce,soft:bm25."
         },
     )
+
+    def __post_init__(self) -> None:
+        """Parse --hard_negatives once into :attr:`negatives`; a problem names the flag."""
+        self.negatives: HardNegativeSpec | None = None
+        if self.hard_negatives is None or self.hard_negatives.strip() in ("", "none"):
+            if self.hard_negatives_relative_margin is not None:
+                raise SystemExit(
+                    "--hard_negatives_relative_margin filters mined negatives: it needs "
+                    f"--hard_negatives, got {self.hard_negatives_relative_margin}"
+                )
+            return
+        try:
+            self.negatives = HardNegativeSpec.parse(
+                self.hard_negatives, relative_margin=self.hard_negatives_relative_margin
+            )
+        except ValueError as error:
+            flag = "--hard_negatives_" if str(error).startswith("relative_margin") else ""
+            raise SystemExit(f"{flag or '--hard_negatives '}{error}") from None
 
 
 @dataclass

@@ -129,19 +129,6 @@ def parse_runs(spec: str, out_dir: str | os.PathLike[str] = ".") -> list[Run]:
     return runs
 
 
-def parse_hard_negatives(spec: str | None) -> tuple[str, int] | None:
-    """``--hard_negatives``: ``"bm25:3"`` -> ``("bm25", 3)``; unset or ``"none"`` -> None."""
-    if spec is None or spec.strip() in ("", "none"):
-        return None
-    method, _, k = (part.strip() for part in spec.partition(":"))
-    if method not in ("bm25", "dense") or not k.isdigit() or int(k) < 1:
-        raise SystemExit(
-            f"--hard_negatives must be METHOD:K with METHOD bm25 or dense and K >= 1 "
-            f"(e.g. bm25:3), got {spec!r}"
-        )
-    return method, int(k)
-
-
 def need(path: str | os.PathLike[str] | None, what: str, *, folder: bool = False) -> None:
     if path is not None and not (Path(path).is_dir() if folder else Path(path).is_file()):
         kind = "folder" if folder else "file"
@@ -154,10 +141,6 @@ def check_paths(model_args: Any, data_args: Any, args: Any) -> None:
         raise SystemExit(
             f"--max_train_pairs must be >= 1 or unset, got {data_args.max_train_pairs}"
         )
-    parse_hard_negatives(data_args.hard_negatives)
-    margin = data_args.hard_negatives_relative_margin
-    if margin is not None and not 0 <= margin < 1:
-        raise SystemExit(f"--hard_negatives_relative_margin must be in [0, 1), got {margin}")
     for name in ("max_valid_pairs", "max_test_pairs"):
         if getattr(data_args, name) < 1:
             raise SystemExit(f"--{name} must be >= 1, got {getattr(data_args, name)}")

@@ -28,7 +28,6 @@ from soft_infonce.codesearch.train.checks import (
     RESUME_LAST,
     check_sizes,
     default_model_path,
-    parse_hard_negatives,
     plan_runs,
 )
 from soft_infonce.codesearch.train.results import (
@@ -94,14 +93,12 @@ def add_hard_negatives(
 ) -> tuple[Any, dict[str, Any] | None]:
     """The training pairs with ``--hard_negatives`` mined from their own codes (rows that find
     too few negatives are dropped), and what the mining did; unchanged without the option."""
-    spec = parse_hard_negatives(data_args.hard_negatives)
+    spec = data_args.negatives
     if spec is None:
         return train, None
-    method, k = spec
+    method, k = spec.method, spec.k
     t0 = time.time()
-    options: dict[str, Any] = {}
-    if data_args.hard_negatives_relative_margin is not None:
-        options["relative_margin"] = data_args.hard_negatives_relative_margin
+    options: dict[str, Any] = spec.miner_options()
     if method == "dense":
         options |= {
             "model": load_model(model_args),
@@ -111,16 +108,12 @@ def add_hard_negatives(
         }
     mined = D.mine_hard_negatives(
         train,
-        k,
-        method=method,  # type: ignore[arg-type]
         seed=args.seed,
         show_progress=not args.disable_tqdm and args.process_index == 0,
         **options,
     )
     info = {
-        "method": method,
-        "k": k,
-        "relative_margin": data_args.hard_negatives_relative_margin,
+        **spec.to_dict(),
         "pairs": len(train),
         "rows_kept": len(mined),
         "seconds": time.time() - t0,
