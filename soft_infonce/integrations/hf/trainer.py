@@ -215,10 +215,11 @@ class SoftInfoNCETrainer(Trainer):
     def get_train_dataloader(self) -> Any:
         """The Trainer's loader over ``train_dataset`` with each row's index added, so that
         errors raised on a batch name the dataset rows (:mod:`.batches`)."""
-        dataset, collator = self.train_dataset, self.data_collator
+        dataset: Any = self.train_dataset
+        collator: Any = self.data_collator
         if hasattr(dataset, "add_column") and ROW_COLUMN not in dataset.column_names:
             self.train_dataset = dataset.add_column(ROW_COLUMN, list(range(len(dataset))))
-            self.data_collator = RowNamingCollator(collator)  # type: ignore[arg-type]
+            self.data_collator = RowNamingCollator(collator)
         try:
             return super().get_train_dataloader()
         finally:
