@@ -11,6 +11,7 @@ writes it there as a PNG.
 
 from __future__ import annotations
 
+from soft_infonce.codesearch.plotting.comparison import plot_run_comparison
 from soft_infonce.codesearch.plotting.runs import plot_mrr_curves, plot_training_summary
 from soft_infonce.codesearch.plotting.weights import (
     CurveSpec,
@@ -22,6 +23,7 @@ from soft_infonce.codesearch.plotting.weights import (
 __all__ = [
     "CurveSpec",
     "plot_mrr_curves",
+    "plot_run_comparison",
     "plot_training_summary",
     "plot_weight_curves",
     "plot_weight_distribution",

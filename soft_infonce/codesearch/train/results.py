@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,13 @@ def write_results(out_dir: Path, payload: dict[str, Any]) -> None:
 
 
 def plot_results(out_dir: Path, payload: dict[str, Any], weights: dict) -> None:
-    """``results.png`` (validation MRR curves) and ``weights.png`` (the weights, Fig. 2)."""
+    """``results.png`` (validation curves from the zero-shot level and test MRR bars from zero)
+    and ``weights.png`` (the weights, Fig. 2)."""
     try:
-        from soft_infonce.codesearch.plotting import plot_mrr_curves, plot_weight_distribution
+        from soft_infonce.codesearch.plotting import plot_weight_distribution
+        from soft_infonce.codesearch.plotting.comparison import plot_run_comparison
 
-        plot_mrr_curves(payload, out_dir / "results.png")
+        plot_run_comparison(payload, out_dir / "results.png")
         if weights:
             plot_weight_distribution(weights, out_dir / "weights.png")
     except ImportError:
@@ -93,3 +96,76 @@ def finished_runs(out_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         }
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
+
+
+def best_validation(trainer: Any) -> dict[str, float]:
+    """The validation metrics of the checkpoint the run kept (the best one when
+    ``load_best_model_at_end``, else the last evaluation)."""
+    evals = [e for e in trainer.state.log_history if isinstance(e.get("eval_mrr"), (int, float))]
+    if not evals:
+        return {}
+    best = trainer.state.best_metric
+    chosen = next((e for e in evals if best is not None and e["eval_mrr"] == best), evals[-1])
+    return {k: v for k, v in chosen.items() if k.startswith("eval_")}
+
+
+def run_card(
+    trainer: Any, model_path: str, data_args: Any, n_pairs: int, tests: dict, name: str
+) -> dict[str, Any]:
+    """The model card of a run's ``best/``: the trainer's facts (as its checkpoints state them)
+    with the base model, the training data, the kept checkpoint's validation metrics and the
+    test metrics."""
+    card = trainer.model_card() | {
+        "model_name": f"{name} code-search bi-encoder (soft-infonce)",
+        "base_model": model_path,
+        "train_data": describe_train_data(data_args, n_pairs),
+        "test_metrics": tests,
+    }
+    validation = best_validation(trainer)
+    if validation:
+        card["eval_metrics"] = validation
+    if data_args.data_dir:
+        card["datasets"] = ["code_search_net"]
+    return card
+
+
+def describe_train_data(data_args: Any, n_pairs: int) -> dict[str, Any]:
+    """What the card says about the training data (names, never local paths)."""
+    if data_args.data_dir:
+        language = Path(data_args.data_dir).name
+        return {"name": f"CodeSearchNet {language} (GraphCodeBERT's code-search split)",
+                "size": n_pairs}  # fmt: skip
+    if data_args.code_text_file:
+        return {"name": f"CodeXGLUE Code-Text file {Path(data_args.code_text_file).name}",
+                "size": n_pairs}  # fmt: skip
+    return {"name": "docstring -> function pairs mined from the Python standard library",
+            "size": n_pairs}  # fmt: skip
+
+
+def remove_checkpoints(run_dir: Path) -> int:
+    """Delete a finished run's ``checkpoint-*`` folders (weights and optimizer state); its
+    model lives on in ``best/``. Returns how many were removed."""
+    removed = 0
+    for checkpoint in sorted(run_dir.glob("checkpoint-*")):
+        if checkpoint.is_dir():
+            shutil.rmtree(checkpoint)
+            removed += 1
+    if removed:
+        logger.info("%s: removed %d checkpoint(s); the model is in best/", run_dir, removed)
+    return removed
+
+
+def print_next_steps(saved: dict[str, str]) -> None:
+    """Where the trained models are, and how to search code with one."""
+    if not saved:
+        return
+    print("\nTrained models (each loads with BiEncoder.from_pretrained or sentence-transformers):")
+    for name, path in saved.items():
+        print(f"  {name:<22}{path}")
+    model = list(saved.values())[-1]
+    print(
+        "\nSearch your own code with one (needs the search extra: pip install "
+        '"soft-infonce[search]"):\n'
+        f"  soft-infonce index path/to/your/code --model {model} --out code-index/\n"
+        '  soft-infonce search code-index/ "read a json file" -k 5 --hybrid'
+    )

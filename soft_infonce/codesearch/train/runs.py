@@ -33,8 +33,11 @@ from soft_infonce.codesearch.train.checks import (
 from soft_infonce.codesearch.train.results import (
     finished_runs,
     plot_results,
+    print_next_steps,
     print_table,
+    remove_checkpoints,
     resume_point,
+    run_card,
     write_results,
 )
 from soft_infonce.integrations.hf.modeling import BiEncoder
@@ -232,8 +235,10 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> None:
         payload["hard_negatives"] = mining
 
     t0 = time.time()
+    untrained = load_model(model_args)
     results["zero-shot"] = {
-        "test": evaluate_all(load_model(model_args), tests, training_args),
+        "test": evaluate_all(untrained, tests, training_args),
+        "valid": evaluate_all(untrained, {"valid": valid}, training_args)["valid"],  # the figure
         "eval_seconds": time.time() - t0,
     }
     resuming = training_args.resume_from_checkpoint
@@ -261,7 +266,10 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> None:
         test_metrics = evaluate_all(trained, tests, run_args)
         best = run.output_dir / "best"
         if trainer.is_world_process_zero():
-            trained.save_pretrained(best)
+            model_path = model_args.model_name_or_path or default_model_path()
+            card = run_card(trainer, model_path, data_args, len(train), test_metrics, run.name)
+            trained.save_pretrained(best, model_card=card)
+            remove_checkpoints(run.output_dir)  # finished: best/ holds the model
         trainer.accelerator.wait_for_everyone()  # a later run's estimator may load it
         batch = run_args.per_device_train_batch_size
         sampled = sample_weights(train, trainer.loss_fn, batch) if main_process else None
@@ -286,3 +294,4 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> None:
     print_table(results, list(tests))
     plot_results(out_dir, payload, weights)
     print(f"\nwall time {payload['wall_seconds']:.0f} s; results in {out_dir / 'results.json'}")
+    print_next_steps({n: r["saved_model"] for n, r in results.items() if "saved_model" in r})
