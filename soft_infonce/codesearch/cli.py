@@ -6,10 +6,13 @@ Index a code base with a trained model, then search it::
     soft-infonce search my-index/ "read a json file" -k 10
 
 Fine-tune a model (:mod:`soft_infonce.codesearch.train`; ``examples/run_codesearch.py`` in a
-checkout is
-the same command)::
+checkout is the same command), prepare CodeSearchNet for the paper's recipes
+(:mod:`soft_infonce.codesearch.data.prepare`) and run one language's row of its Table 1
+(:mod:`soft_infonce.codesearch.reproduce`)::
 
     soft-infonce train --help
+    soft-infonce data codesearchnet --language ruby --out dataset/
+    soft-infonce reproduce --language ruby --data dataset/
 """
 
 from __future__ import annotations
@@ -126,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     # fmt: on
+    from soft_infonce.codesearch import reproduce
+    from soft_infonce.codesearch.data import prepare
+
+    prepare.add_parser(commands)
+    reproduce.add_parser(commands)
     return parser
 
 
@@ -183,6 +191,21 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from soft_infonce.codesearch.data import prepare
+
+    return prepare.run(args)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from soft_infonce.codesearch import reproduce
+
+    return reproduce.reproduce(args)
+
+
+_COMMANDS = {"index": _index, "search": _search, "data": _data, "reproduce": _reproduce}
+
+
 def _train(argv: list[str]) -> int:
     from soft_infonce.codesearch.train import main as train
 
@@ -202,10 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _train(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.command != "data":  # `data` downloads from the Hub unless told not to
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return _index(args) if args.command == "index" else _search(args)
+        return _COMMANDS[args.command](args)
     except (ValueError, ImportError, OSError) as error:
         print(f"soft-infonce {args.command}: error: {error}", file=sys.stderr)
         return 2
