@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("faiss")
 pytest.importorskip("transformers")
@@ -295,3 +297,38 @@ def test_an_interrupted_swap_reads_the_previous_index(saved: Path, tmp_path: Pat
     """Killed between the two renames: the target is gone, ``.index.previous`` is whole."""
     os.replace(shutil.copytree(saved, tmp_path / "copy"), tmp_path / ".index.previous")
     assert len(CodeIndex.load(tmp_path / "index", load_model=False)) == 5
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    part=st.sampled_from(["index.faiss", "metadata.jsonl", "search_index.json"]),
+    where=st.floats(min_value=0, max_value=1, exclude_max=True),
+    byte=st.integers(min_value=0, max_value=255),
+)
+def test_any_changed_byte_is_refused_or_changes_nothing(
+    saved: Path, tmp_path_factory: pytest.TempPathFactory, part: str, where: float, byte: int
+) -> None:
+    """One byte of one part replaced: a named error, or (a JSON whitespace change, say) an
+    index identical to the saved one; never a different index read as if it were whole."""
+    folder = tmp_path_factory.mktemp("flip") / "index"
+    shutil.copytree(saved, folder)
+    data = bytearray((folder / part).read_bytes())
+    position = int(where * len(data))
+    if data[position] == byte:
+        return
+    data[position] = byte
+    (folder / part).write_bytes(bytes(data))
+    original = CodeIndex.load(saved, load_model=False)
+    try:
+        loaded = CodeIndex.load(folder, load_model=False)
+    except IndexFolderError as error:
+        assert part in str(error)
+        return
+    assert loaded.records == original.records
+    assert (loaded.ef_search, loaded.nprobe, loaded.scale) == (
+        original.ef_search, original.nprobe, original.scale,
+    )  # fmt: skip
+    vectors = np.stack([original._index.reconstruct(i) for i in range(len(original))])
+    assert np.array_equal(np.stack([loaded._index.reconstruct(i) for i in range(5)]), vectors)

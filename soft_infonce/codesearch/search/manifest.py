@@ -4,7 +4,7 @@
 (its folder, kind, scale and the embeddings of a fixed probe text), the counts and, for each
 of ``index.faiss`` and ``metadata.jsonl``, its size and sha256. A part that is missing,
 truncated, edited or swapped for another index's is refused with its file (and, for
-``metadata.jsonl``, its line) named.
+``metadata.jsonl``, its line) named; the manifest records the sha256 of its own content too.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ __all__ = [
     "IndexFolderError",
     "check_manifest",
     "file_digest",
+    "manifest_digest",
     "read_metadata",
+    "verify_manifest",
     "verify_part",
 ]
 
@@ -135,6 +137,23 @@ def check_manifest(folder: Path) -> dict[str, Any]:
     )
     _require(config, "files", ok, f"the size and sha256 of {INDEX_FILE} and {METADATA_FILE}", file)
     return config
+
+
+def manifest_digest(config: dict[str, Any]) -> str:
+    """The sha256 of the manifest's own content (every key but ``"sha256"``, canonical JSON):
+    a value edited by hand, even to another valid one, no longer matches it."""
+    content = {key: value for key, value in config.items() if key != "sha256"}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def verify_manifest(folder: Path, config: dict[str, Any]) -> None:
+    """Raise unless the manifest's recorded ``sha256`` matches its content."""
+    if config.get("sha256") != manifest_digest(config):
+        raise IndexFolderError(
+            f"{folder / CONFIG_FILE} does not match its own sha256: a setting was changed after "
+            "the index was written; rebuild the index"
+        )
 
 
 def verify_part(folder: Path, name: str, config: dict[str, Any]) -> None:

@@ -28,8 +28,10 @@ from soft_infonce.codesearch.search.manifest import (
     IndexFolderError,
     check_manifest,
     file_digest,
+    manifest_digest,
     probe_matches,
     read_metadata,
+    verify_manifest,
     verify_part,
 )
 
@@ -100,6 +102,7 @@ def _write_parts(index: CodeIndex, folder: Path) -> None:
         "skipped": dict(index.skipped.counts),
         "files": {name: file_digest(folder / name) for name in (INDEX_FILE, METADATA_FILE)},
     }  # fmt: skip
+    config["sha256"] = manifest_digest(config)
     _write_text(folder / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     _fsync_folder(folder)
 
@@ -199,6 +202,7 @@ def load_index(
             f"{folder}: {INDEX_FILE} holds {faiss_index.ntotal} vectors, {METADATA_FILE} "
             f"{len(records)} records and {CONFIG_FILE} says {config['count']}"
         )
+    verify_manifest(folder, config)
     if model is None and load_model:
         model = config["model_path"]
         if model is None or not os.path.isdir(model):
