@@ -16,7 +16,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -24,7 +23,7 @@ from soft_infonce.checks import check_flag, check_int
 from soft_infonce.estimators.base import WeightEstimator
 from soft_infonce.estimators.cache import EmbeddingCache
 
-__all__ = ["FrozenEncoderEstimator", "freeze", "module_fingerprint", "pairwise_dot"]
+__all__ = ["FrozenEncoderEstimator", "freeze", "module_fingerprint"]
 
 
 def _eval_only_train(module: nn.Module, mode: bool = True) -> nn.Module:
@@ -55,21 +54,6 @@ def module_fingerprint(module: nn.Module) -> str:
         digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
         digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def pairwise_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b.T`` for ``a`` ``[N, dim]`` and ``b`` ``[M, dim]``.
-
-    Small CPU products (a training batch) run in numpy on one core: on a busy machine,
-    waking torch's intra-op threads for a 32 x 32 x 384 product can take tens of ms.
-    """
-    small = a.shape[0] * b.shape[0] * a.shape[1] <= 2**24
-    numeric = a.dtype in (torch.float32, torch.float64)
-    if small and numeric and a.device.type == b.device.type == "cpu":
-        a_np = a.detach().contiguous().numpy()
-        b_np = b.detach().to(a.dtype).contiguous().numpy()
-        return torch.from_numpy(np.einsum("id,jd->ij", a_np, b_np))
-    return a @ b.T
 
 
 class FrozenEncoderEstimator(WeightEstimator):

@@ -6,10 +6,13 @@ import os
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from accelerate.utils import (  # type: ignore[import-untyped]
+    extract_model_from_parallel,
+)
 from torch import nn
 
 from soft_infonce.checks import check_number
-from soft_infonce.integrations.hf.trained_estimator import TrainedModelEstimator, _unwrap
+from soft_infonce.integrations.hf.trained_estimator import TrainedModelEstimator
 
 if TYPE_CHECKING:  # pragma: no cover
     from soft_infonce.integrations.hf.modeling import BiEncoder
@@ -71,7 +74,7 @@ class EMAEstimator(TrainedModelEstimator):
         Raises:
             ValueError: ``model`` does not have the copy's parameters (names and shapes).
         """
-        source = dict(_unwrap(model).named_parameters())
+        source = dict(extract_model_from_parallel(model).named_parameters())
         target = dict(self.model.named_parameters())
         if source.keys() != target.keys() or any(
             source[k].shape != target[k].shape for k in target
@@ -83,7 +86,7 @@ class EMAEstimator(TrainedModelEstimator):
             )
         for name, ema in target.items():
             ema.lerp_(source[name].detach().to(ema.device, ema.dtype), 1.0 - self.decay)
-        for name, buffer in _unwrap(model).named_buffers():
+        for name, buffer in extract_model_from_parallel(model).named_buffers():
             own = dict(self.model.named_buffers()).get(name)
             if own is not None and own.shape == buffer.shape:
                 own.copy_(buffer)

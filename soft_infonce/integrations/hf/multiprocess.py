@@ -7,8 +7,9 @@
 - :func:`reduce_statistics`: the loss's weight statistics averaged over the processes (min
   and max taken over them), at log time only.
 - :func:`evaluate_retrieval_sharded`: every process encodes its share of the queries and of
-  the code base; the code embeddings and the ranks are gathered, so each process reports the
-  metrics of the whole set (the same numbers as one process) at ``1 / W`` of the encoding.
+  the code base (accelerate's ``split_between_processes``); the code embeddings and the ranks
+  are gathered, so each process reports the metrics of the whole set (the same numbers as one
+  process) at ``1 / W`` of the encoding.
 
 Every function is the plain single-process computation when no process group is initialised.
 """
@@ -22,8 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
+from accelerate import PartialState  # type: ignore[import-untyped]
+from accelerate.utils import (  # type: ignore[import-untyped]
+    gather,
+    gather_object,
+    pad_across_processes,
+)
 
-from soft_infonce.distributed import gather_objects, rank, world_size
+from soft_infonce.distributed import rank, world_size
 
 if TYPE_CHECKING:
     from soft_infonce.integrations.hf.modeling import BiEncoder
@@ -34,7 +41,6 @@ __all__ = [
     "gather_rows",
     "launched_world_size",
     "reduce_statistics",
-    "shard",
 ]
 
 logger = logging.getLogger(__name__)
@@ -108,8 +114,8 @@ def check_launch(trainer_world_size: int) -> None:
 
 def reduce_statistics(statistics: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Average statistics over the processes; keys ending in ``_min``/``_max`` take the
-    minimum/maximum. Three collectives (one per kind) on the statistics' device; call it at
-    log time, on every process, with the same keys.
+    minimum/maximum. One ``accelerate.utils.gather`` of the stacked values (and one object
+    gather of the keys) on the statistics' device; call it at log time, on every process.
 
     Args:
         statistics: 0-d tensors (sums or means: the mean over processes is taken).
@@ -123,56 +129,32 @@ def reduce_statistics(statistics: Mapping[str, torch.Tensor]) -> dict[str, torch
     if world_size() == 1 or not statistics:
         return dict(statistics)
     keys = sorted(statistics)
-    everyone = gather_objects([keys])
-    if any(k != keys for k in everyone):  # type: ignore[union-attr]
+    everyone = gather_object([keys])
+    if any(k != keys for k in everyone):
         raise ValueError(f"statistics must have the same keys on every process, got {everyone}")
+    values = torch.stack([statistics[k].detach().float().reshape(()) for k in keys])
+    table = gather(values[None])  # (world, len(keys))
     out: dict[str, torch.Tensor] = {}
-    for suffix, op in (("_min", dist.ReduceOp.MIN), ("_max", dist.ReduceOp.MAX), ("", None)):
-        group = [k for k in keys if k not in out and (k.endswith(suffix) if suffix else True)]
-        if not group:
-            continue
-        values = torch.stack([statistics[k].detach().float().reshape(()) for k in group])
-        dist.all_reduce(values, op=dist.ReduceOp.SUM if op is None else op)
-        if op is None:
-            values /= world_size()
-        out.update(zip(group, values.unbind()))
+    for key, column in zip(keys, table.unbind(1)):
+        if key.endswith("_min"):
+            out[key] = column.min()
+        elif key.endswith("_max"):
+            out[key] = column.max()
+        else:
+            out[key] = column.mean()
     return out
 
 
-def shard(total: int, processes: int | None = None, index: int | None = None) -> slice:
-    """This process's contiguous share of ``total`` items: the first ``total % W`` processes
-    take one more item than the others."""
-    processes = world_size() if processes is None else processes
-    index = rank() if index is None else index
-    size, extra = divmod(total, processes)
-    start = index * size + min(index, extra)
-    return slice(start, start + size + (1 if index < extra else 0))
-
-
-def gather_rows(tensor: torch.Tensor, total: int) -> torch.Tensor:
-    """Concatenate the :func:`shard` rows of ``total`` items held by the processes, in rank
-    order (no gradient). Shares may differ by one row: they are padded for the gather.
-
-    Args:
-        tensor: ``[len(shard(total)), ...]`` on the device the backend uses.
-        total: the number of rows over all processes.
-
-    Returns:
-        ``[total, ...]`` on ``tensor``'s device.
-    """
-    processes = world_size()
-    if processes == 1:
+def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """The rows every process holds, concatenated in rank order (shares may differ in size,
+    as ``split_between_processes`` makes them): padded, gathered, trimmed. No gradient."""
+    if world_size() == 1:
         return tensor
-    sizes = [len(range(total)[shard(total, processes, r)]) for r in range(processes)]
-    if tensor.shape[0] != sizes[rank()]:
-        raise ValueError(
-            f"tensor must hold this process's {sizes[rank()]} rows, got {tensor.shape[0]}"
-        )
-    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
-    padded[: tensor.shape[0]] = tensor
-    parts = [torch.empty_like(padded) for _ in range(processes)]
-    dist.all_gather(parts, padded.contiguous())
-    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+    sizes = gather_object([tensor.shape[0]])
+    padded = pad_across_processes(tensor, dim=0)
+    table = gather(padded)  # (world * most rows, ...)
+    step = padded.shape[0]
+    return torch.cat([table[r * step : r * step + size] for r, size in enumerate(sizes)])
 
 
 def evaluate_retrieval_sharded(
@@ -182,14 +164,14 @@ def evaluate_retrieval_sharded(
     relevant: Sequence[int] | torch.Tensor,
     **kwargs: Any,
 ) -> dict[str, float]:
-    """:func:`~soft_infonce.integrations.hf.evaluation.evaluate_retrieval` with the encoding split
-    over the
-    processes.
+    """:func:`~soft_infonce.integrations.hf.evaluation.evaluate_retrieval` with the encoding
+    split over the processes.
 
-    Process ``r`` encodes its :func:`shard` of the queries and of the codes; the code
-    embeddings are all-gathered, each process ranks its own queries against the whole code
-    base with :func:`~soft_infonce.metrics.target_ranks`, and the ranks are gathered, so
-    every process returns the metrics of all the queries. Call it on every process.
+    Each process encodes its share of the queries and of the codes
+    (``PartialState().split_between_processes``); the code embeddings are gathered, each
+    process ranks its own queries against the whole code base with
+    :func:`~soft_infonce.metrics.target_ranks`, and the ranks are gathered, so every process
+    returns the metrics of all the queries. Call it on every process.
 
     Args:
         model: the bi-encoder (the same weights on every process).
@@ -222,15 +204,22 @@ def evaluate_retrieval_sharded(
     if kwargs:
         raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}")
     device = getattr(model, "device", torch.device("cpu"))
-    mine_q, mine_c = shard(len(queries)), shard(len(codes))
-    targets = torch.as_tensor(relevant).long()[mine_q]
-    q = model.encode_texts(list(queries)[mine_q], side="query", max_length=query_length, **encode)
-    c = model.encode_texts(list(codes)[mine_c], side="code", max_length=code_length, **encode)
-    q, c = q.to(device), c.to(device)
-    all_codes = gather_rows(c, len(codes))  # (n_codes, H), in the input order
+    state = PartialState()
+    pairs = list(zip(queries, torch.as_tensor(relevant).long().tolist()))
+    with state.split_between_processes(pairs) as my_pairs:
+        targets = torch.tensor([target for _, target in my_pairs], dtype=torch.long)
+        my_queries = [query for query, _ in my_pairs]
+        q = (
+            model.encode_texts(my_queries, side="query", max_length=query_length, **encode)
+            if my_queries
+            else None
+        )
+    with state.split_between_processes(list(codes)) as my_codes:
+        c = model.encode_texts(my_codes, side="code", max_length=code_length, **encode)
+    all_codes = gather_rows(c.to(device))  # (n_codes, H), in the input order
     ranks = (
-        target_ranks(q, all_codes, targets, cutoff=cutoff, scale=model.scale)
-        if len(targets)
+        target_ranks(q.to(device), all_codes, targets, cutoff=cutoff, scale=model.scale)
+        if q is not None
         else torch.empty(0, dtype=torch.long, device=device)
     )
-    return retrieval_metrics(gather_rows(ranks, len(queries)).cpu(), cutoff=cutoff)
+    return retrieval_metrics(gather_rows(ranks).cpu(), cutoff=cutoff)

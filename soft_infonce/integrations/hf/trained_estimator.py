@@ -9,26 +9,18 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import (  # type: ignore[import-untyped]
+    extract_model_from_parallel,
+)
 from torch import nn
 
 from soft_infonce.checks import check_flag, check_int, check_number
-from soft_infonce.estimators.frozen import FrozenEncoderEstimator, pairwise_dot
+from soft_infonce.estimators.frozen import FrozenEncoderEstimator
 
 if TYPE_CHECKING:  # pragma: no cover
     from soft_infonce.integrations.hf.modeling import BiEncoder
 
 SIMILARITIES = ("dot", "cosine")
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = cast(nn.Module, model._orig_mod)  # torch.compile's wrapped module
-        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        else:
-            return model
 
 
 class TrainedModelEstimator(FrozenEncoderEstimator):
@@ -88,9 +80,9 @@ class TrainedModelEstimator(FrozenEncoderEstimator):
             name = os.fspath(model)
             frozen = BiEncoder.from_pretrained(name)
         elif isinstance(model, nn.Module) and callable(
-            getattr(_unwrap(model), "encode_texts", None)
+            getattr(extract_model_from_parallel(model), "encode_texts", None)
         ):
-            bare = _unwrap(model)
+            bare = extract_model_from_parallel(model)
             name = type(bare).__name__
             frozen = copy.deepcopy(bare)  # never share storage with the model being trained
         else:
@@ -143,5 +135,5 @@ class TrainedModelEstimator(FrozenEncoderEstimator):
             q, c = F.normalize(q, dim=-1), F.normalize(c, dim=-1)
         elif self.score != "dot":
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {self.score!r}")
-        scores = pairwise_dot(q, c)  # (N, M)
+        scores = q @ c.T  # (N, M)
         return scores if self.scale == 1.0 else scores.mul_(self.scale)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from soft_infonce.checks import check_flag, check_int
-from soft_infonce.estimators.frozen import FrozenEncoderEstimator, pairwise_dot
+from soft_infonce.estimators.frozen import FrozenEncoderEstimator
 
 if TYPE_CHECKING:  # pragma: no cover
     from sentence_transformers import SentenceTransformer
@@ -158,4 +158,4 @@ class EmbeddingEstimator(FrozenEncoderEstimator):
         else:
             candidates = self.embed(codes, "code")
         anchors = F.normalize(self.embed(queries, "query"), dim=-1)  # (N, dim)
-        return pairwise_dot(anchors, F.normalize(candidates, dim=-1))  # (N, M)
+        return anchors @ F.normalize(candidates, dim=-1).T  # (N, M)
