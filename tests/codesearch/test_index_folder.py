@@ -332,3 +332,20 @@ def test_any_changed_byte_is_refused_or_changes_nothing(
     )  # fmt: skip
     vectors = np.stack([original._index.reconstruct(i) for i in range(len(original))])
     assert np.array_equal(np.stack([loaded._index.reconstruct(i) for i in range(5)]), vectors)
+
+
+def test_entries_an_index_could_not_read_back_are_refused_when_added(model_dir: Path) -> None:
+    index = CodeIndex(model_dir, show_progress=False)
+    vectors = np.ones((2, 32))
+    for records, message in (
+        ([{"name": "f"}, {"name": 3}], r"records\[1\]: field 'name' must be str or null, got 3"),
+        ([{"line": True}, {}], r"records\[0\]: field 'line' must be int or null, got True"),
+        ([{"path": "a.py"}, "b.py"], r"records\[1\]: expected a JSON object, got str"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            index.add_embeddings(vectors, records)
+    assert len(index) == 0 and index._index is None  # nothing half-added
+    index.add_embeddings(vectors, [{"name": "f", "other": object()}, {}])  # unknown keys dropped
+    assert index.records == [{"name": "f"}, {}]
+    with pytest.raises(ValueError, match=r"texts\[1\] is blank"):
+        index.add_texts(["def f ( x ) : return x", "  \n"])

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["HIT_FIELDS", "SearchHit"]
+__all__ = ["HIT_FIELDS", "SearchHit", "record_problem"]
 
 #: The metadata an index keeps per entry, with each field's type (``None`` allowed).
 HIT_FIELDS: dict[str, type] = {
     "name": str, "path": str, "line": int, "end_line": int, "language": str, "text": str,
 }  # fmt: skip
+
+
+def record_problem(record: Any) -> str | None:
+    """What is wrong with one entry's metadata, or ``None``: an object of the known fields,
+    each of its type or null (what :attr:`HIT_FIELDS` lists and a saved index can hold)."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    for key, value in record.items():
+        kind = HIT_FIELDS.get(key)
+        if kind is None:
+            return f"unknown field {key!r} (expected {sorted(HIT_FIELDS)})"
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"field {key!r} must be {kind.__name__} or null, got {value!r:.60}"
+    return None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from soft_infonce.codesearch.data.files import Skipped
 from soft_infonce.codesearch.search._faiss import INDEX_TYPES, new_faiss_index
 from soft_infonce.codesearch.search.encoders import Encoder, load_encoder
 from soft_infonce.codesearch.search.extract import CodeUnit, iter_code_units
-from soft_infonce.codesearch.search.hits import HIT_FIELDS, SearchHit
+from soft_infonce.codesearch.search.hits import HIT_FIELDS, SearchHit, record_problem
 
 __all__ = ["CodeIndex", "SearchHit"]
 
@@ -150,15 +150,22 @@ class CodeIndex:
             raise ValueError(f"records must hold {len(array)} dicts, got {len(records)}")
         if not np.isfinite(array).all():
             raise ValueError("embeddings must be finite, got NaN or inf")
+        kept: list[Any] = [{} for _ in range(len(array))]
+        if records is not None:  # fields a hit does not show are dropped
+            kept = [
+                {k: v for k, v in r.items() if k in HIT_FIELDS} if isinstance(r, dict) else r
+                for r in records
+            ]
+            for i, record in enumerate(kept):
+                problem = record_problem(record)
+                if problem is not None:
+                    raise ValueError(f"records[{i}]: {problem}")
         self.dim = array.shape[1]
         if self._index is None:
             self._index = self._new_index(array)
             self.set_search_params()
         self._index.add(array)
-        if records is None:
-            self.records.extend({} for _ in range(len(array)))
-        else:
-            self.records.extend({k: v for k, v in r.items() if k in HIT_FIELDS} for r in records)
+        self.records.extend(kept)
         return len(array)
 
     def _require_entries(self) -> None:
@@ -246,6 +253,9 @@ class CodeIndex:
         texts = list(texts)
         if not texts or not all(isinstance(t, str) for t in texts):
             raise ValueError("texts must be a non-empty sequence of strings")
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise ValueError(f"texts[{i}] is blank: there is no code to index")
         if names is not None and len(names) != len(texts):
             raise ValueError(f"names must hold {len(texts)} names, got {len(names)}")
         records = [

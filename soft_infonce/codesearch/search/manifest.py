@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from soft_infonce.codesearch.search._faiss import INDEX_TYPES
-from soft_infonce.codesearch.search.hits import HIT_FIELDS
+from soft_infonce.codesearch.search.hits import record_problem
 
 __all__ = [
     "CONFIG_FILE",
@@ -193,18 +193,9 @@ def read_metadata(folder: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise IndexFolderError(f"{where}: invalid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise IndexFolderError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        for key, value in record.items():
-            kind = HIT_FIELDS.get(key)
-            if kind is None:
-                raise IndexFolderError(
-                    f"{where}: unknown field {key!r} (expected {sorted(HIT_FIELDS)})"
-                )
-            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-                raise IndexFolderError(
-                    f"{where}: field {key!r} must be {kind.__name__} or null, got {value!r:.60}"
-                )
+        problem = record_problem(record)
+        if problem is not None:
+            raise IndexFolderError(f"{where}: {problem}")
         records.append(record)
     return records
 
