@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from soft_infonce.checks import is_blank
 
@@ -97,3 +97,16 @@ def pairs_to_retrieval_set(dataset: datasets.Dataset, name: str = "") -> Retriev
     index_of: dict[str, int] = {}
     relevant = [index_of.setdefault(code, len(index_of)) for code in pair_codes]
     return RetrievalSet(queries, list(index_of), relevant, name=name)
+
+
+def as_retrieval_set(data: Any, name: str) -> RetrievalSet:
+    """``data`` as a :class:`RetrievalSet`: itself, or validation pairs ranked among their own
+    codes (a Dataset with ``query`` and ``code`` columns)."""
+    if isinstance(data, RetrievalSet):
+        return data
+    if hasattr(data, "column_names") and {"query", "code"} <= set(data.column_names):
+        return pairs_to_retrieval_set(data, name=name)
+    raise ValueError(
+        f"eval_dataset {name!r} must be a RetrievalSet or a Dataset with 'query' and 'code' "
+        f"columns, got {type(data).__name__}"
+    )

@@ -32,8 +32,9 @@ from soft_infonce.integrations.hf.batches import (
 from soft_infonce.integrations.hf.collator import BiEncoderCollator
 from soft_infonce.integrations.hf.modeling.card_facts import trainer_facts
 from soft_infonce.integrations.hf.multiprocess import evaluate_retrieval_sharded, reduce_statistics
-from soft_infonce.integrations.hf.retrieval import RetrievalSet, pairs_to_retrieval_set
+from soft_infonce.integrations.hf.retrieval import RetrievalSet, as_retrieval_set
 from soft_infonce.integrations.hf.run_loss import RunLoss
+from soft_infonce.integrations.hf.train_checks import check_train_size, check_train_texts
 from soft_infonce.integrations.hf.training_args import (
     ESTIMATORS,
     LOSSES,
@@ -57,85 +58,6 @@ _COLUMNS = ["query", "code", "negatives", "negative_queries"]
 
 def _default_collator(model: Any, args: SoftInfoNCETrainingArguments) -> BiEncoderCollator:
     return BiEncoderCollator.for_model(model, args.max_query_length, args.max_code_length)
-
-
-def _check_train_size(train_dataset: Any, args: SoftInfoNCETrainingArguments) -> None:
-    if train_dataset is None or not hasattr(train_dataset, "__len__"):
-        return
-    size, batch = len(train_dataset), args.train_batch_size * max(1, args.world_size)
-    if size == 0:
-        raise ValueError("train_dataset is empty (0 rows): nothing to train on")
-    if args.dataloader_drop_last and size < batch:
-        raise ValueError(
-            f"train_dataset has {size} rows, fewer than one global batch of {batch} "
-            f"(per_device_train_batch_size {args.per_device_train_batch_size} x "
-            f"{args.train_batch_size // args.per_device_train_batch_size} device(s) x "
-            f"{max(1, args.world_size)} process(es)) with dataloader_drop_last=True: no step "
-            "would run. Use more pairs or a smaller batch."
-        )
-
-
-def _blank_text(row: int, column: str, value: Any) -> ValueError:
-    return ValueError(
-        f"train_dataset row {row}: {column!r} must hold non-blank text, got {value!r} (the data "
-        "loaders skip and count such rows; filter this dataset the same way)"
-    )
-
-
-def _is_text(item: Any) -> bool:
-    return isinstance(item, str) and bool(item.strip())
-
-
-def _check_train_texts(train_dataset: Any) -> None:
-    """Refuse, before any step, a row whose query, code or hard negative is not a non-blank
-    string, naming the dataset row (inside a batch the index would mean nothing). Each column
-    is read once."""
-    columns = getattr(train_dataset, "column_names", None)
-    if not columns:
-        return
-    for column in ("query", "code"):
-        if column in columns:
-            for row, value in enumerate(train_dataset[column]):
-                if not _is_text(value):
-                    raise _blank_text(row, column, value)
-    if "negatives" in columns or "negative_queries" in columns:
-        _check_negative_columns(train_dataset, columns)
-
-
-def _check_negative_columns(train_dataset: Any, columns: list[str]) -> None:
-    """Hard negatives: both list columns of non-blank texts, one paired query per negative, the
-    same k in every row (the collator stacks them column by column), each problem named by its
-    dataset row."""
-    missing = {"negatives", "negative_queries"} - set(columns)
-    if missing:
-        raise ValueError(
-            f"train_dataset has {sorted({'negatives', 'negative_queries'} - missing)} but no "
-            f"{sorted(missing)}: hard negatives need both list columns (mine_hard_negatives "
-            "writes them)"
-        )
-    k = None
-    rows = zip(train_dataset["negatives"], train_dataset["negative_queries"], strict=True)
-    for row, (negatives, queries) in enumerate(rows):
-        if not isinstance(negatives, list) or not isinstance(queries, list):
-            raise ValueError(
-                f"train_dataset row {row}: 'negatives' and 'negative_queries' must be lists, "
-                f"got {type(negatives).__name__} and {type(queries).__name__}"
-            )
-        for column, values in (("negatives", negatives), ("negative_queries", queries)):
-            if not all(_is_text(item) for item in values):
-                raise _blank_text(row, column, values)
-        if len(queries) != len(negatives):
-            raise ValueError(
-                f"train_dataset row {row}: {len(negatives)} negatives but {len(queries)} "
-                "negative_queries (one paired query per negative)"
-            )
-        if k is None:
-            k = len(negatives)
-        elif len(negatives) != k:
-            raise ValueError(
-                f"train_dataset row {row}: {len(negatives)} negatives, row 0 has {k}: every row "
-                "needs the same k (mine_hard_negatives drops rows left with fewer)"
-            )
 
 
 class SoftInfoNCETrainer(Trainer):
@@ -176,8 +98,8 @@ class SoftInfoNCETrainer(Trainer):
     ) -> None:
         if not isinstance(args, SoftInfoNCETrainingArguments):
             raise TypeError(f"args must be SoftInfoNCETrainingArguments, got {type(args).__name__}")
-        _check_train_size(train_dataset, args)
-        _check_train_texts(train_dataset)
+        check_train_size(train_dataset, args)
+        check_train_texts(train_dataset)
         callbacks = list(kwargs.pop("callbacks", None) or [])
         if loss is None:
             built = estimator is None
@@ -190,9 +112,9 @@ class SoftInfoNCETrainer(Trainer):
         if data_collator is None:
             data_collator = _default_collator(model, args)
         if isinstance(eval_dataset, dict):
-            eval_dataset = {k: _as_retrieval_set(v, k) for k, v in eval_dataset.items()}
+            eval_dataset = {k: as_retrieval_set(v, k) for k, v in eval_dataset.items()}
         elif eval_dataset is not None:
-            eval_dataset = _as_retrieval_set(eval_dataset, "eval")
+            eval_dataset = as_retrieval_set(eval_dataset, "eval")
         super().__init__(
             model=model,
             args=args,
@@ -328,9 +250,9 @@ class SoftInfoNCETrainer(Trainer):
         if target is None:
             raise ValueError("evaluate needs an eval_dataset (validation pairs or RetrievalSet)")
         sets: dict[str, RetrievalSet] = (
-            {k: _as_retrieval_set(v, k) for k, v in target.items()}
+            {k: as_retrieval_set(v, k) for k, v in target.items()}
             if isinstance(target, dict)
-            else {"": _as_retrieval_set(target, "eval")}
+            else {"": as_retrieval_set(target, "eval")}
         )
         model = extract_model_from_parallel(self.model)
         metrics: dict[str, float] = {}
@@ -380,14 +302,3 @@ class SoftInfoNCETrainer(Trainer):
         else:
             save(output_dir)
         torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
-
-
-def _as_retrieval_set(data: Any, name: str) -> RetrievalSet:
-    if isinstance(data, RetrievalSet):
-        return data
-    if hasattr(data, "column_names") and {"query", "code"} <= set(data.column_names):
-        return pairs_to_retrieval_set(data, name=name)
-    raise ValueError(
-        f"eval_dataset {name!r} must be a RetrievalSet or a Dataset with 'query' and 'code' "
-        f"columns, got {type(data).__name__}"
-    )
