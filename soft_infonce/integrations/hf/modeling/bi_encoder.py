@@ -9,7 +9,8 @@ become tensors, and how the encoder reads them, is the input layout's job
 branches on it.
 
 Over 300 lines for one reason: this is the one public class users meet first, and most of the
-file is its docstrings (saving and loading live in ``saving.py``).
+file is its docstrings (saving and loading live in ``saving.py``, batched embedding in
+``batching.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from soft_infonce.integrations.hf.modeling.batching import encode_in_batches
 from soft_infonce.integrations.hf.modeling.folder import SETTINGS
 from soft_infonce.integrations.hf.modeling.layouts import SIDES, Encoded, InputLayout, make_layout
 from soft_infonce.integrations.hf.modeling.saving import accept_encoder_state_dict
@@ -328,31 +330,12 @@ class BiEncoder(nn.Module):
             ``(len(texts), hidden)`` float32 embeddings on the CPU.
         """
         _check_choice("side", side, SIDES)
-        if isinstance(texts, str):
-            raise ValueError(f"texts must be a sequence of strings, got the string {texts!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        target = self.device
-        texts = list(texts)
-        if not texts:
-            return torch.empty(0, self.embedding_dim)
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        starts = range(0, len(texts), batch_size)
-        if show_progress:
-            from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc=f"Encoding {side} texts", unit="batch")
-        was_training = self.training
-        self.eval()
-        try:
-            chunks = []
-            for start in starts:
-                chunk = [texts[i] for i in order[start : start + batch_size]]
-                batch = self.layout.tokenize(chunk, side, max_length)
-                batch = {key: value.to(target) for key, value in batch.items()}
-                chunks.append(self.encode(side=side, **batch).float().cpu())
-        finally:
-            self.train(was_training)
-        result = torch.empty(len(texts), chunks[0].shape[1])
-        result[torch.tensor(order)] = torch.cat(chunks)
-        return result
+        def encode_chunk(chunk: list[str]) -> Tensor:
+            batch = self.layout.tokenize(chunk, side, max_length)
+            return self.encode(side=side, **{k: v.to(self.device) for k, v in batch.items()})
+
+        progress = f"Encoding {side} texts" if show_progress else None
+        return encode_in_batches(
+            self, encode_chunk, texts, batch_size, self.embedding_dim, progress
+        )
