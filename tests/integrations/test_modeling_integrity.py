@@ -140,3 +140,22 @@ def test_modules_this_library_cannot_read_without_settings_are_refused(
     with pytest.raises(ModelFolderError, match="pass pooling= and normalize="):
         BiEncoder.from_pretrained(folder)
     assert BiEncoder.from_pretrained(folder, pooling="mean", normalize=False).pooling == "mean"
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "message"),
+    [("num_hidden_layers", 1, r"model\.safetensors lacks 16 tensor\(s\) config\.json declares"),
+     ("hidden_size", 32, r"the tensors of model\.safetensors do not fit config\.json"),
+     ("vocab_size", -7, r"the tensors of model\.safetensors do not fit config\.json")],
+)  # fmt: skip
+def test_weights_that_do_not_fit_config_json_are_refused(
+    saved: Path, tmp_path: Path, key: str, change: int, message: str
+) -> None:
+    """An edited config.json would otherwise load with layers left at random."""
+    folder = tmp_path / "m"
+    shutil.copytree(saved, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config[key] += change
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFolderError, match=message):
+        BiEncoder.from_pretrained(folder)

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ModelFolderError",
+    "check_loaded_weights",
     "check_safetensors",
     "check_tokenizer",
     "has_modules_only",
@@ -207,6 +208,28 @@ def read_model_folder(folder: str, given: Collection[str] = ()) -> tuple[dict[st
         )
     derived = {"pooling": modules["pooling"], "normalize": modules["normalize"]}
     return {k: v for k, v in derived.items() if v is not None}, has_tokenizer
+
+
+def check_loaded_weights(info: dict[str, Any], folder: str, pooling: Any) -> None:
+    """Refuse weights that leave part of the encoder at its random initialisation: tensors
+    ``config.json`` declares but the weights file lacks (e.g. ``num_hidden_layers`` edited).
+    A missing pooler is allowed (many encoders are saved without one) unless the model pools
+    with it."""
+    missing = sorted(info.get("missing_keys") or ())
+    pooler = [key for key in missing if key.startswith("pooler.")]
+    others = [key for key in missing if not key.startswith("pooler.")]
+    if others or (pooler and pooling == "pooler"):
+        shown = ", ".join((others or pooler)[:3])
+        raise ModelFolderError(
+            f"{folder}: model.safetensors lacks {len(others or pooler)} tensor(s) config.json "
+            f"declares ({shown}, ...): they would be random; the weights and config.json "
+            "come from different models, or the weights file is incomplete"
+        )
+    if pooler:
+        logger.warning(
+            "%s has no pooler weights: the encoder's pooler is random (use pooling 'mean' or "
+            "'cls', not 'pooler').", folder,
+        )  # fmt: skip
 
 
 def has_modules_only(path: str | os.PathLike[str]) -> bool:

@@ -22,6 +22,8 @@ from soft_infonce.integrations.hf.modeling.folder import (
     write_json,
 )
 from soft_infonce.integrations.hf.modeling.integrity import (
+    ModelFolderError,
+    check_loaded_weights,
     check_tokenizer,
     has_modules_only,
     read_model_folder,
@@ -83,7 +85,18 @@ def load_parts(
         settings, has_tokenizer = _hub_settings(path), True
     settings = _known_settings(settings, os.path.join(path, CONFIG_NAME))
     load_kwargs: dict[str, Any] = {"local_files_only": local_files_only, "trust_remote_code": False}
-    encoder = AutoModel.from_pretrained(path, **load_kwargs)
+    if not is_dir:
+        encoder = AutoModel.from_pretrained(path, **load_kwargs)
+    else:
+        try:
+            encoder, info = AutoModel.from_pretrained(path, output_loading_info=True, **load_kwargs)
+        except RuntimeError:  # a tensor's shape disagrees with config.json
+            raise ModelFolderError(
+                f"{path}: the tensors of model.safetensors do not fit config.json (a shape "
+                "differs; transformers' load report above names it): the two files come from "
+                "different models"
+            ) from None
+        check_loaded_weights(info, path, settings.get("pooling"))
     tokenizer = None
     if has_tokenizer:
         tokenizer = AutoTokenizer.from_pretrained(path, **load_kwargs)
