@@ -73,7 +73,7 @@ def test_a_finished_run_keeps_best_models_only_and_says_where(finished, capsys) 
         assert f"{out / run / 'best'}" in printed
     index_line = re.search(r"soft-infonce index \S+ --model (\S+) --out code-index/", printed)
     assert index_line and index_line[1] == str(out / "soft-bm25" / "best")
-    assert 'soft-infonce search code-index/ "read a json file"' in printed
+    assert 'soft-infonce search code-index/ "read a json file" -k 5' in printed
     finished["printed"] = printed
 
 

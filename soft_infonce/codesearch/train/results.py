@@ -167,5 +167,5 @@ def print_next_steps(saved: dict[str, str]) -> None:
         "\nSearch your own code with one (needs the search extra: pip install "
         '"soft-infonce[search]"):\n'
         f"  soft-infonce index path/to/your/code --model {model} --out code-index/\n"
-        '  soft-infonce search code-index/ "read a json file" -k 5 --hybrid'
+        '  soft-infonce search code-index/ "read a json file" -k 5'
     )
