@@ -159,3 +159,23 @@ def test_weights_that_do_not_fit_config_json_are_refused(
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelFolderError, match=message):
         BiEncoder.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [({"pooling": "max"}, r"bi_encoder\.json: pooling must be one of"),
+     ({"scale": -1}, r"bi_encoder\.json: scale must be"),
+     ({"normalize": "yes"}, r"bi_encoder\.json: normalize must be a bool")],
+)  # fmt: skip
+def test_a_bad_setting_in_bi_encoder_json_names_the_file(
+    saved: Path, tmp_path: Path, setting: dict, message: str
+) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(saved, folder)
+    (folder / "modules.json").unlink()  # the modules would disagree first
+    settings = json.loads((folder / "bi_encoder.json").read_text())
+    (folder / "bi_encoder.json").write_text(json.dumps({**settings, **setting}))
+    with pytest.raises(ModelFolderError, match=message):
+        BiEncoder.from_pretrained(folder)
+    key = next(iter(setting))  # given by the caller, the setting from the file is not used
+    assert BiEncoder.from_pretrained(folder, **{key: settings[key]}).get_config_dict() == settings

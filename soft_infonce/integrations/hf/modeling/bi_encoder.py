@@ -167,6 +167,7 @@ class BiEncoder(nn.Module):
         Returns:
             The bi-encoder. Remote code is never trusted.
         """
+        from soft_infonce.integrations.hf.modeling.integrity import settings_error
         from soft_infonce.integrations.hf.modeling.saving import load_parts
 
         unknown = sorted(set(overrides) - set(SETTINGS))
@@ -178,8 +179,12 @@ class BiEncoder(nn.Module):
         if isinstance(overrides.get("input_layout"), InputLayout):  # it holds its own settings
             settings.pop("language", None)
             settings.pop("data_flow_length", None)
+        from_file = set(settings) - set(overrides)
         settings.update(overrides)
-        return cls(encoder, tokenizer, **settings)
+        try:
+            return cls(encoder, tokenizer, **settings)
+        except ValueError as error:
+            raise settings_error(error, path, from_file) from None
 
     def save_pretrained(
         self,

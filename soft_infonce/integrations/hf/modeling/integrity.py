@@ -26,6 +26,7 @@ __all__ = [
     "check_tokenizer",
     "has_modules_only",
     "read_model_folder",
+    "settings_error",
 ]
 
 SETTINGS_FILE = "bi_encoder.json"
@@ -230,6 +231,16 @@ def check_loaded_weights(info: dict[str, Any], folder: str, pooling: Any) -> Non
             "%s has no pooler weights: the encoder's pooler is random (use pooling 'mean' or "
             "'cls', not 'pooler').", folder,
         )  # fmt: skip
+
+
+def settings_error(error: ValueError, path: Any, from_file: Collection[str]) -> ValueError:
+    """``error`` (raised building a model from a folder's settings) naming ``bi_encoder.json``
+    when the setting it is about came from that file, not from the caller."""
+    file = os.path.join(os.fspath(path), SETTINGS_FILE)
+    named = any(str(error).startswith(f"{key} ") for key in from_file)
+    if named and os.path.isfile(file):
+        return ModelFolderError(f"{file}: {error}")
+    return error
 
 
 def has_modules_only(path: str | os.PathLike[str]) -> bool:
