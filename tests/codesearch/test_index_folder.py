@@ -349,3 +349,16 @@ def test_entries_an_index_could_not_read_back_are_refused_when_added(model_dir: 
     assert index.records == [{"name": "f"}, {}]
     with pytest.raises(ValueError, match=r"texts\[1\] is blank"):
         index.add_texts(["def f ( x ) : return x", "  \n"])
+
+
+def test_the_probe_tolerates_noise_and_nothing_more() -> None:
+    from soft_infonce.codesearch.search.manifest import probe_matches
+
+    rng = np.random.default_rng(0)
+    old = rng.standard_normal(32)
+    recorded = {"query": old.tolist(), "code": (2 * old).tolist()}
+    noise = old * (1 + 1e-3 * rng.standard_normal(32))  # half-precision-like rounding
+    assert probe_matches(recorded, noise, 2 * noise)
+    assert not probe_matches(recorded, rng.standard_normal(32), 2 * old)  # another model
+    assert not probe_matches(recorded, old, 2.1 * old)  # same direction, another norm
+    assert not probe_matches(recorded, old[:16], 2 * old)

@@ -37,6 +37,7 @@ __all__ = [
 FORMAT_VERSION = 2
 INDEX_FILE, METADATA_FILE, CONFIG_FILE = "index.faiss", "metadata.jsonl", "search_index.json"
 MODEL_KINDS = (None, "bi_encoder", "sentence_transformers")
+PROBE_COSINE = 0.995  # the least cosine between a probe's recorded and new embeddings
 
 
 class IndexFolderError(ValueError):
@@ -201,10 +202,20 @@ def read_metadata(folder: Path) -> list[dict[str, Any]]:
 
 
 def probe_matches(recorded: dict[str, Any], query: np.ndarray, code: np.ndarray) -> bool:
-    """Whether a model's probe embeddings equal the recorded ones (to float32 rounding)."""
+    """Whether a model's probe embeddings are the recorded ones up to numerical noise: cosine
+    >= :data:`PROBE_COSINE` and norms within 2% on both sides (the same model in half precision
+    or on another device passes; another model, or the same one fine-tuned further, does
+    not)."""
     for side, new in (("query", query), ("code", code)):
         old = np.asarray(recorded[side], dtype=np.float64)
-        tolerance = 1e-3 * max(1.0, float(np.abs(old).max()))
-        if new.shape != old.shape or not np.allclose(new, old, rtol=1e-3, atol=tolerance):
+        if new.shape != old.shape:
+            return False
+        norms = float(np.linalg.norm(old)), float(np.linalg.norm(new))
+        if min(norms) == 0.0:
+            if max(norms) > 0.0:
+                return False
+            continue
+        cosine = float(old @ new) / (norms[0] * norms[1])
+        if cosine < PROBE_COSINE or abs(norms[1] / norms[0] - 1.0) > 0.02:
             return False
     return True
