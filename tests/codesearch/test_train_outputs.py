@@ -109,6 +109,9 @@ def test_results_png_starts_from_zero_with_the_zero_shot_level(finished) -> None
     assert tuple(dashed.get_ydata()) == (zero["valid"]["mrr"], zero["valid"]["mrr"])
     curve = [line for line in left.get_lines() if line.get_label() == "infonce"][0]
     assert curve.get_xdata()[0] == 0 and curve.get_ydata()[0] == zero["valid"]["mrr"]
+    from matplotlib.colors import to_rgb
+
+    assert to_rgb(right.containers[0][1].get_facecolor()) == to_rgb(curve.get_color())
     heights = [bar.get_height() for bar in right.containers[0]]
     expected = [results["runs"][n]["test"]["test"]["mrr"] for n in ("zero-shot", "infonce",
                                                                     "soft:bm25")]  # fmt: skip

@@ -110,7 +110,8 @@ def plot_run_comparison(
         errors = None
         if len(seeds) > 1:
             errors = np.array([[m - min(v), max(v) - m] for m, (_, v) in zip(means, bars)]).T
-        colors = ["grey" if name == ZERO_SHOT else f"C{i}" for i, (name, _) in enumerate(bars)]
+        trained = iter(range(len(bars)))  # the curves' colours, zero-shot in grey
+        colors = ["grey" if name == ZERO_SHOT else f"C{next(trained)}" for name, _ in bars]
         right.bar(x, means, yerr=errors, color=colors, alpha=0.8, capsize=4)
         for i, (mean, (_, vals)) in enumerate(zip(means, bars)):
             right.text(i, mean / 2, f"{mean:.3f}", ha="center", va="center", fontsize=8)
