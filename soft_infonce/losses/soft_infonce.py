@@ -104,9 +104,11 @@ class SoftInfoNCELoss(ContrastiveLoss):
     def min_candidates(self) -> int:
         """The fewest candidates per query ``M`` for which Eq. 4 is defined:
         ``beta - alpha / (M - 1) > 0`` (e.g. 5 for the BM25 preset, alpha 1.5 and beta 0.5)."""
-        m = 2
+        m = max(2, int(self.alpha / self.beta) + 1)  # the bound, then float rounding settled
         while self.beta - self.alpha / (m - 1) <= 0:
             m += 1
+        while m > 2 and self.beta - self.alpha / (m - 2) > 0:
+            m -= 1
         return m
 
     @classmethod

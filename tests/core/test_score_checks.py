@@ -69,3 +69,27 @@ def test_rankings_need_queries() -> None:
 def test_bm25_refuses_non_finite_settings_by_name(name: str, value: float) -> None:
     with pytest.raises(ValueError, match=rf"^{name} must"):
         BM25Estimator(**{name: value})
+
+
+@pytest.mark.parametrize(
+    ("alpha", "beta", "fewest"),
+    [
+        (1.5, 0.5, 5),
+        (1.3, 0.7, 3),
+        (3.0, 1.0, 5),
+        (2.0, 1.0, 4),
+        (0.0, 0.7, 2),
+        (1e6, 1.0, 10**6 + 2),
+    ],
+)
+def test_min_candidates_is_the_bound_of_eq_4(alpha: float, beta: float, fewest: int) -> None:
+    loss = SoftInfoNCELoss(alpha=alpha, beta=beta)
+    assert loss.min_candidates == fewest  # beta - alpha / (M - 1) > 0, by hand
+    if fewest > 10:
+        return
+    torch.manual_seed(0)
+    q, similarity = torch.randn(2, 4), torch.rand(2, fewest)
+    assert torch.isfinite(loss(q, torch.randn(fewest, 4), similarity))
+    if fewest > 2:
+        with pytest.raises(ValueError, match=r"beta - alpha / \(M - 1\) must be > 0"):
+            loss(q, torch.randn(fewest - 1, 4), similarity[:, :-1])
