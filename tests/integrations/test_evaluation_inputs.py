@@ -40,3 +40,11 @@ def test_evaluate_retrieval_reads_relevant_from_a_generator(tmp_path: Path) -> N
     kwargs = {"show_progress": False}
     expected = evaluate_retrieval(model, queries, codes, [0, 1], **kwargs)
     assert evaluate_retrieval(model, queries, codes, (i for i in range(2)), **kwargs) == expected
+
+
+@pytest.mark.parametrize("side", ["queries", "codes"])
+def test_evaluate_retrieval_refuses_a_blank_text(side: str) -> None:
+    texts = {"queries": ["read a file", "sort"], "codes": ["def f(): pass", "def g(): pass"]}
+    texts[side][1] = " \n"
+    with pytest.raises(ValueError, match=rf"{side}\[1\] is blank"):
+        evaluate_retrieval(_Model(), texts["queries"], texts["codes"], [0, 1])

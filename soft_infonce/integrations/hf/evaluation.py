@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from soft_infonce.checks import is_blank
 from soft_infonce.metrics import check_cutoff, check_targets, retrieval_metrics, target_ranks
 
 if TYPE_CHECKING:
@@ -59,6 +60,11 @@ def evaluate_retrieval(
             if not isinstance(text, str):
                 raise TypeError(
                     f"{name}[{i}] must be a str, got {type(text).__name__} {text!r:.60}"
+                )
+            if is_blank(text):
+                raise ValueError(
+                    f"{name}[{i}] is blank: it cannot be ranked (the data loaders skip and "
+                    "count blank texts; filter them the same way)"
                 )
     if not isinstance(relevant, (Tensor, Sequence)):
         if not isinstance(relevant, Iterable):
