@@ -97,9 +97,12 @@ def plot_run_comparison(
     left.grid(alpha=0.3)
     if drawn or start is not None:
         left.legend(loc="lower right")
-    bars = [(name, [_test_mrr(runs[name], test_set) for runs in seeds]) for name in names]
-    bars = [(name, [v for v in vals if v is not None]) for name, vals in bars]
-    bars = [(name, vals) for name, vals in bars if vals]
+    bars: list[tuple[str, list[float]]] = []
+    for name in names:
+        tested = [_test_mrr(runs[name], test_set) for runs in seeds]
+        found = [v for v in tested if v is not None]
+        if found:
+            bars.append((name, found))
     if not bars and not drawn:
         raise ValueError(
             f"results must hold runs with a test MRR or a validation curve, got {names}"

@@ -224,7 +224,8 @@ class HybridSearcher:
         results = []
         for hits, words in zip(dense, lexical):
             by_id = {hit.id: hit for hit in hits}
-            fused = reciprocal_rank_fusion([[hit.id for hit in hits], words], k_rrf=self.k_rrf)
+            rankings = [[hit.id for hit in hits], words.tolist()]
+            fused = reciprocal_rank_fusion(rankings, k_rrf=self.k_rrf)
             top = []
             for entry, score in fused[:k]:
                 hit = by_id.get(entry) or SearchHit(0.0, entry, **self.index.records[entry])
