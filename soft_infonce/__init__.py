@@ -3,7 +3,8 @@
 Three layers, each a folder:
 
 - the core (this package's top level: ``functional``, ``losses``, ``presets``, ``estimators``,
-  ``metrics``, ``distributed``, ``gradcache``): torch, numpy, scipy, safetensors and tqdm only;
+  ``metrics``, ``distributed``, ``gradcache``, ``clustering`` and the batch samplers of
+  ``sampling``): torch, numpy, scipy, safetensors and tqdm only;
 - ``integrations``: ``integrations.hf`` (``BiEncoder``, ``SoftInfoNCETrainer`` and its
   arguments, the collator, retrieval evaluation) and ``integrations.sentence_transformers``;
 - ``codesearch``: the applications (data loading and mining, the search index, the
@@ -41,6 +42,11 @@ from soft_infonce.losses import (
 )
 from soft_infonce.metrics import mean_reciprocal_rank, retrieval_metrics, target_ranks
 from soft_infonce.presets import PRESETS
+from soft_infonce.sampling import (
+    ClusteredBatchSampler,
+    GroupBatchSampler,
+    clustered_batch_sampler,
+)
 
 __version__ = "0.1.0"
 
@@ -61,6 +67,8 @@ __all__ = [
     "PRESETS",
     "BCELoss",
     "BM25Estimator",
+    "ClusteredBatchSampler",
+    "GroupBatchSampler",
     "UniformEstimator",
     "FalseNegativeCancellationLoss",
     "InfoNCELoss",
@@ -71,6 +79,7 @@ __all__ = [
     "__version__",
     "bce_soft_label_loss",
     "cancellation_weights",
+    "clustered_batch_sampler",
     "kl_regularized_infonce_loss",
     "negative_weights",
     "soft_infonce_loss",

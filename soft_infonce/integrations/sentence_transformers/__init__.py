@@ -9,6 +9,7 @@ Eq. 4 of Li et al. (EMNLP 2023) from any :class:`~soft_infonce.WeightEstimator`.
 The estimator reads raw texts, which sentence-transformers' default collator drops after
 tokenising. :class:`SoftInfoNCEDataCollator` keeps them (``<column>_raw_text``); without
 it the losses decode the token ids with the model's tokenizer and warn once.
+:func:`clustered_batches` is a ``batch_sampler`` for topic-clustered batches.
 Needs sentence-transformers >= 6.0.
 """
 
@@ -27,11 +28,13 @@ from soft_infonce.integrations.sentence_transformers.collator import (
     without_texts,
 )
 from soft_infonce.integrations.sentence_transformers.loss import SoftInfoNCELoss
+from soft_infonce.integrations.sentence_transformers.sampling import clustered_batches
 
 __all__ = [
     "TEXT_KEY",
     "CachedSoftInfoNCELoss",
     "SoftInfoNCEDataCollator",
     "SoftInfoNCELoss",
+    "clustered_batches",
     "without_texts",
 ]
