@@ -16,12 +16,14 @@ from typing import Any
 
 import torch
 from accelerate.utils import extract_model_from_parallel  # type: ignore[import-untyped]
+from torch.utils.data import Sampler
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import TrainOutput
 
 from soft_infonce.estimators.base import WeightEstimator
 from soft_infonce.gradcache import grad_cached_loss
+from soft_infonce.integrations.hf.batch_samplers import batch_sampler_loader, train_batch_sampler
 from soft_infonce.integrations.hf.batches import (
     NAMED_ERRORS,
     ROW_COLUMN,
@@ -76,6 +78,9 @@ class SoftInfoNCETrainer(Trainer):
             it: set ``metric_for_best_model="mrr"``. Never pass the test set here.
         loss: a loss module; built from ``args`` (and ``estimator``) when ``None``.
         estimator: the weight estimator; built from ``args`` when ``None`` and ``loss`` is None.
+        batch_sampler: yields the training batches' row indices (e.g. a
+            :mod:`soft_infonce.sampling` sampler); ``None``: ``args.batch_sampler`` decides
+            (``"clustered"`` clusters the training queries once, here).
         **kwargs: passed to ``transformers.Trainer``.
 
     Examples:
@@ -94,6 +99,7 @@ class SoftInfoNCETrainer(Trainer):
         loss: ContrastiveLoss | None = None,
         estimator: WeightEstimator | None = None,
         data_collator=None,
+        batch_sampler: Sampler[list[int]] | None = None,
         **kwargs: Any,
     ) -> None:
         if not isinstance(args, SoftInfoNCETrainingArguments):
@@ -129,20 +135,26 @@ class SoftInfoNCETrainer(Trainer):
         self._statistics_steps = 0
         self._last_eval_metrics: dict[str, float] = {}
         self._run_loss = RunLoss()
+        if batch_sampler is None:
+            batch_sampler = train_batch_sampler(args, train_dataset)
+        self.batch_sampler = batch_sampler
 
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
             self._signature_columns = [*_COLUMNS, ROW_COLUMN]  # type: ignore[assignment]
 
     def get_train_dataloader(self) -> Any:
-        """The Trainer's loader over ``train_dataset`` with each row's index added, so that
-        errors raised on a batch name the dataset rows (:mod:`.batches`)."""
+        """The Trainer's loader (or one over ``batch_sampler``'s batches) over ``train_dataset``
+        with each row's index added, so that errors raised on a batch name the dataset rows
+        (:mod:`.batches`)."""
         dataset: Any = self.train_dataset
         collator: Any = self.data_collator
         if hasattr(dataset, "add_column") and ROW_COLUMN not in dataset.column_names:
             self.train_dataset = dataset.add_column(ROW_COLUMN, list(range(len(dataset))))
             self.data_collator = RowNamingCollator(collator)
         try:
+            if self.batch_sampler is not None:
+                return batch_sampler_loader(self, self.batch_sampler)
             return super().get_train_dataloader()
         finally:
             self.train_dataset, self.data_collator = dataset, collator

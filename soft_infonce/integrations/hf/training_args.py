@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 import torch
 from transformers import TrainingArguments
 
+from soft_infonce.checks import check_int
 from soft_infonce.estimators.base import WeightEstimator
 from soft_infonce.estimators.registry import ESTIMATORS, EstimatorContext, estimator_entry
 from soft_infonce.estimators.registry import build_estimator as build_registered
@@ -33,6 +34,7 @@ __all__ = [
     "build_loss",
     "ESTIMATORS",
     "LOSSES",
+    "BatchSamplerName",
     "CancellationMode",
     "LossName",
     "SoftInfoNCETrainingArguments",
@@ -42,6 +44,7 @@ LossName = Literal[
     "infonce", "soft", "bce", "weighted_infonce", "kl", "false_negative_cancellation"
 ]
 CancellationMode = Literal["top_k", "threshold"]
+BatchSamplerName = Literal["random", "clustered"]
 LOSSES: tuple[str, ...] = get_args(LossName)
 
 
@@ -95,6 +98,17 @@ class SoftInfoNCETrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "Drop the last short batch (a batch of one has no in-batch negative)."},
     )
+    batch_sampler: BatchSamplerName = field(
+        default="random",
+        metadata={
+            "help": "random: shuffled batches; clustered: each batch from one topic cluster of "
+            "the training queries (TF-IDF k-means, soft_infonce.sampling)."
+        },
+    )
+    batch_clusters: int | None = field(
+        default=None,
+        metadata={"help": "clustered: k-means clusters; None: training pairs // batch size."},
+    )
     mini_batch_size: int | None = field(
         default=None,
         metadata={
@@ -104,7 +118,11 @@ class SoftInfoNCETrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
-        choices = (("loss", LOSSES), ("cancellation_mode", get_args(CancellationMode)))
+        choices = (
+            ("loss", LOSSES),
+            ("cancellation_mode", get_args(CancellationMode)),
+            ("batch_sampler", get_args(BatchSamplerName)),
+        )
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -121,6 +139,8 @@ class SoftInfoNCETrainingArguments(TrainingArguments):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not 0 < self.min_weight <= 1:
             raise ValueError(f"min_weight must lie in (0, 1], got {self.min_weight!r}")
+        if self.batch_clusters is not None:
+            check_int("batch_clusters", self.batch_clusters)
         if self.mini_batch_size is not None and self.mini_batch_size < 1:
             raise ValueError(f"mini_batch_size must be >= 1, got {self.mini_batch_size!r}")
         if self.max_query_length < 4 or self.max_code_length < 4:
