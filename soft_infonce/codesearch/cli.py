@@ -13,6 +13,11 @@ checkout is the same command), prepare CodeSearchNet for the paper's recipes
     soft-infonce train --help
     soft-infonce data codesearchnet --language ruby --out dataset/
     soft-infonce reproduce --language ruby --data dataset/
+
+Check a pairs file for near-duplicates and likely false negatives before training
+(:mod:`soft_infonce.codesearch.data.report`)::
+
+    soft-infonce inspect pairs.jsonl --batch-size 32
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of every sub-command (``index``, ``search``, ``train``)."""
+    """The parser of every sub-command (``index``, ``search``, ``train``, ``data``,
+    ``inspect``, ``reproduce``)."""
     from soft_infonce.codesearch.search.extract import LANGUAGE_SUFFIXES
 
     # fmt: off
@@ -130,9 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # fmt: on
     from soft_infonce.codesearch import reproduce
-    from soft_infonce.codesearch.data import prepare
+    from soft_infonce.codesearch.data import prepare, report_command
 
     prepare.add_parser(commands)
+    report_command.add_parser(commands)
     reproduce.add_parser(commands)
     return parser
 
@@ -197,13 +204,25 @@ def _data(args: argparse.Namespace) -> int:
     return prepare.run(args)
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from soft_infonce.codesearch.data import report_command
+
+    return report_command.run(args)
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from soft_infonce.codesearch import reproduce
 
     return reproduce.reproduce(args)
 
 
-_COMMANDS = {"index": _index, "search": _search, "data": _data, "reproduce": _reproduce}
+_COMMANDS = {
+    "index": _index,
+    "search": _search,
+    "data": _data,
+    "inspect": _inspect,
+    "reproduce": _reproduce,
+}
 
 
 def _train(argv: list[str]) -> int:
