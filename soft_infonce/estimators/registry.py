@@ -130,6 +130,13 @@ _REGISTRY: dict[str, EstimatorEntry] = {
         requires=("estimator_model",),
         summary="a frozen InfoNCE-trained BiEncoder (the paper's; needs estimator_model)",
     ),
+    "pa-guide": EstimatorEntry(
+        "soft_infonce.integrations.hf.trained_estimator:positive_aware_guide",
+        arguments={"model": "estimator_model", "device": "device", **_LENGTHS},
+        requires=("estimator_model",),
+        summary="a frozen guide encoder's query-code score relative to the positive's (needs "
+        "estimator_model: the base model, as GISTEmbedLoss's guide)",
+    ),
     "ema": EstimatorEntry(
         "soft_infonce.integrations.hf.ema_estimator:EMAEstimator",
         arguments={"model": "model", "device": "device", **_LENGTHS},

@@ -249,19 +249,27 @@ def check_loss_flags(argv: list[str], config: dict[str, Any], runs: list[Run]) -
 
 
 def estimator_model(args: Any, model_args: Any, run: Run, saved: dict[str, Path]) -> str | None:
-    """The frozen model of the simcse/trained estimators when none was given: the base
-    encoder (query-query, as a sentence encoder) and this invocation's InfoNCE model; ``None``
-    for a run whose estimator reads no model."""
+    """The frozen model of the simcse/pa-guide/trained estimators when none was given: the
+    base encoder (query-query as a sentence encoder; pa-guide's query-code guide) and this
+    invocation's InfoNCE model; ``None`` for a run whose estimator reads no model."""
     if not uses_estimator_model(run):
         return None
-    if args.estimator_model or run.estimator not in ("simcse", "trained"):
+    if args.estimator_model or run.estimator not in ("simcse", "pa-guide", "trained"):
         return args.estimator_model
-    if run.estimator == "simcse":
-        logger.info(
-            "simcse estimator: using the base encoder itself (no SimCSE training; see "
-            "examples/train_simcse.py)"
-        )
-        return model_args.model_name_or_path or default_model_path()
+    if run.estimator in ("simcse", "pa-guide"):
+        base = model_args.model_name_or_path or default_model_path()
+        if run.estimator == "pa-guide":
+            logger.info(
+                "pa-guide estimator: the guide is the frozen base model %s "
+                "(--estimator_model picks another)",
+                base,
+            )
+        else:
+            logger.info(
+                "simcse estimator: using the base encoder itself (no SimCSE training; see "
+                "examples/train_simcse.py)"
+            )
+        return base
     if "infonce" not in saved:
         raise SystemExit(
             f"--runs: {run.name!r}: the trained estimator needs --estimator_model, or an "
@@ -278,7 +286,8 @@ def plan_runs(model_args: Any, data_args: Any, args: Any) -> list[tuple[Run, Any
     if args.estimator_model and not any(uses_estimator_model(run) for run in runs):
         raise SystemExit(
             f"--estimator_model {args.estimator_model!r} is used by none of --runs "
-            f"{[run.name for run in runs]} (only simcse and trained read it): leave it unset"
+            f"{[run.name for run in runs]} (only simcse, pa-guide and trained read it): "
+            "leave it unset"
         )
     planned: list[tuple[Run, Any]] = []
     saved: dict[str, Path] = {}

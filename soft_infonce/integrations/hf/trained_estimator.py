@@ -16,9 +16,12 @@ from torch import nn
 
 from soft_infonce.checks import check_flag, check_int, check_number
 from soft_infonce.estimators.frozen import FrozenEncoderEstimator
+from soft_infonce.estimators.positive_aware import PositiveAwareEstimator
 
 if TYPE_CHECKING:  # pragma: no cover
     from soft_infonce.integrations.hf.modeling import BiEncoder
+
+__all__ = ["SIMILARITIES", "TrainedModelEstimator", "positive_aware_guide"]
 
 SIMILARITIES = ("dot", "cosine")
 
@@ -137,3 +140,44 @@ class TrainedModelEstimator(FrozenEncoderEstimator):
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {self.score!r}")
         scores = q @ c.T  # (N, M)
         return scores if self.scale == 1.0 else scores.mul_(self.scale)
+
+
+def positive_aware_guide(
+    model: BiEncoder | str | os.PathLike[str],
+    *,
+    max_query_length: int = 128,
+    max_code_length: int = 256,
+    device: str | torch.device | None = None,
+    similarity: Literal["dot", "cosine"] = "dot",
+    max_ratio: float = 2.0,
+) -> PositiveAwareEstimator:
+    """A frozen guide encoder's query-code scores relative to the positive's (``"pa-guide"``).
+
+    A :class:`~soft_infonce.estimators.PositiveAwareEstimator` (``"ratio"`` mode, hence the
+    library's ``"ratio"`` preset 1.3 / 0.7 / t = 0.1) over a :class:`TrainedModelEstimator` of
+    ``model``: a negative the guide scores as high as the query's own positive is taken for a
+    false negative and down-weighted. The guide is usually the untrained base model being
+    fine-tuned, the guide sentence-transformers' ``GISTEmbedLoss`` uses; any saved bi-encoder
+    or sentence-transformers folder works. The ratio is scale-free, so the guide's score scale
+    does not matter.
+
+    Args:
+        model: the guide: a BiEncoder (copied and frozen) or a local folder.
+        max_query_length: token budget of a query.
+        max_code_length: token budget of a code.
+        device: where the frozen guide runs (default: where the model is).
+        similarity: ``"dot"`` (the guide's own scores; cosine for a normalising model) or
+            ``"cosine"``.
+        max_ratio: the upper clip of the ratio (``>= 1``).
+
+    Returns:
+        The positive-aware estimator; its ``estimator`` is the frozen guide's.
+    """
+    guide = TrainedModelEstimator(
+        model,
+        similarity=similarity,
+        max_query_length=max_query_length,
+        max_code_length=max_code_length,
+        device=device,
+    )
+    return PositiveAwareEstimator(guide, mode="ratio", max_ratio=max_ratio)

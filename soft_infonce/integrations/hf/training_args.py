@@ -63,8 +63,9 @@ class SoftInfoNCETrainingArguments(TrainingArguments):
     estimator_model: str | None = field(
         default=None,
         metadata={
-            "help": "Path of the frozen model for the simcse (a sentence-transformer) or "
-            "trained (a BiEncoder saved with save_pretrained) estimator; refused for others."
+            "help": "Path of the frozen model for the simcse (a sentence-transformer), "
+            "pa-guide (the guide encoder, usually the base model) or trained (a BiEncoder "
+            "saved with save_pretrained) estimator; refused for others."
         },
     )
     alpha: float | None = field(
