@@ -12,7 +12,10 @@ measured over each epoch; 0 puts every copy in another batch). Every loss of a (
 trains on the same batches in the same order (their digest is recorded per run).
 
 Losses: ``infonce``; ``soft:bm25`` / ``soft:simcse`` (the paper's estimators at their presets),
-``soft:pa-bm25`` (positive-aware BM25, the library's ratio preset); ``gist``
+``soft:pa-bm25`` (positive-aware BM25, the library's ratio preset), ``soft:pa-guide``
+(positive-aware over GIST's guide: the frozen MiniLM's query-code score relative to the
+positive's, ratio preset);
+``zero-shot`` (the untrained encoder, for scale); ``gist``
 (``GISTEmbedLoss`` as shipped, guide = the frozen MiniLM the SimCSE-style estimator uses,
 temperature 0.05 = scale 20; it also contrasts query-query and code-code in-batch pairs),
 ``gist-qc`` (the same with query->code negatives only, as InfoNCE) and ``mnrl``
@@ -42,12 +45,14 @@ import logging
 import os
 import sys
 import time
+import types
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import false_negatives_data as FD  # noqa: E402
+import hard_negatives as hn  # noqa: E402
 import quality  # noqa: E402
 import torch  # noqa: E402
 from false_negatives_report import report, save  # noqa: E402
@@ -62,10 +67,12 @@ LOSSES = (
     "soft:bm25",
     "soft:simcse",
     "soft:pa-bm25",
+    "soft:pa-guide",
     "gist",
     "gist-qc",
     "mnrl",
     "oracle",
+    "zero-shot",
 )
 ST_LOSSES = ("gist", "gist-qc", "mnrl")
 logger = logging.getLogger("false_negatives")
@@ -177,9 +184,12 @@ def train_ours(spec: str, data: dict, sampler, seed: int, args):
             "cancellation_ratio": 1.0,
             "estimator": "uniform",
         }
+    elif est_name == "pa-guide":  # GIST's guide as Soft-InfoNCE weights: the frozen MiniLM's
+        # query-code score of each negative relative to the positive's (ratio preset, t = 0.1)
+        estimator = hn.make_estimator("pa-trained", model, load_model(), args)
+        extra = {"loss": "soft", "estimator": "trained", "estimator_model": "in-memory"}
     elif est_name:
-        # through the registry; pa-* take the library's ratio preset (t = 0.1)
-        estimator = quality.estimator_for(est_name, None, args, model=model)
+        estimator = hn.make_estimator(est_name, model, None, args)
         needs_model = "estimator_model" in estimator_entry(est_name).requires
         extra = {
             "loss": "soft",
@@ -276,8 +286,14 @@ def run_grid(args, results: dict, out: Path) -> None:
                     continue
                 sampler = RecordingSampler(groups, args.batch_size, rate, seed=seed).start()
                 t0 = time.time()
-                train = train_st if spec in ST_LOSSES else train_ours
-                model, keep, info = train(spec, data, sampler, seed, args)
+                if spec == "zero-shot":  # the untrained encoder: the level training starts from
+                    model, info = load_model(), {}
+                    keep = KeepBestEpoch(model, lambda m=model: m, data["valid"], args)
+                    keep.on_epoch_end(None, types.SimpleNamespace(epoch=0), None)
+                    keep.step_seconds = [0.0]
+                else:
+                    train = train_st if spec in ST_LOSSES else train_ours
+                    model, keep, info = train(spec, data, sampler, seed, args)
                 entry = quality.test_entry(model, data["test"], args)
                 shares = [same_group_share(groups, sampler.batches(e)) for e in range(2)]
                 entry |= info | {

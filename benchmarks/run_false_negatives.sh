@@ -23,5 +23,9 @@ case "$1" in
      run 0 gist,soft:simcse
      run 0.25 gist-qc
      run 0.1 gist,gist-qc,soft:simcse ;;
-  *) echo "usage: $0 a|b" >&2; exit 2 ;;
+  c) OUT=benchmarks/results/false_negatives_c.json  # added later: GIST's guide as weights
+     run 0.25 zero-shot,soft:pa-guide
+     run 0 soft:pa-guide
+     run 0.1 soft:pa-guide ;;
+  *) echo "usage: $0 a|b|c" >&2; exit 2 ;;
 esac

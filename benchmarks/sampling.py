@@ -93,6 +93,7 @@ def step_times(steps: int, batch_size: int) -> dict:
     loss_fn = InfoNCELoss(scale=model.scale)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
     times: dict[str, list[float]] = {"random": [], "clustered": []}
+    tokens: dict[str, list[int]] = {"random": [], "clustered": []}  # padded input ids
     for k in range(steps + 1):  # the first pair of steps warms up and is not counted
         for kind, batches in (("random", random.tolist()), ("clustered", clustered)):
             batch = batches[k % len(batches)]
@@ -105,8 +106,14 @@ def step_times(steps: int, batch_size: int) -> dict:
             optimizer.zero_grad()
             if k:
                 times[kind].append(time.perf_counter() - t0)
+                tokens[kind].append(sum(v.numel() for n, v in rows.items() if "input_ids" in n))
     med = {k: float(np.median(v)) for k, v in times.items()}
-    return {"steps": steps, "median_seconds": med, "ratio": med["clustered"] / med["random"]}
+    return {
+        "steps": steps,
+        "median_seconds": med,
+        "ratio": med["clustered"] / med["random"],
+        "mean_padded_tokens": {k: float(np.mean(v)) for k, v in tokens.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
