@@ -31,9 +31,20 @@ the mean weight the known copies keep next to true negatives. Results go to
 ``benchmarks/results/false_negatives.json`` after every run (a rerun skips finished runs) and a
 figure ``false_negatives.png`` (test MRR vs false-negative rate, one line per loss).
 
-    python benchmarks/false_negatives.py --threads 1 --losses infonce,soft:bm25,...
-    python benchmarks/false_negatives.py --merge benchmarks/results/false_negatives_b.json
-    python benchmarks/false_negatives.py --report-only
+The grid as run (2026-12-07): three one-thread processes, each a list of phases
+(``benchmarks/run_false_negatives.sh a|b|c``: 64 pairs x 5 copies, batch 16, 2 epochs, seeds
+0-2), launched with ``nohup bash benchmarks/run_false_negatives.sh a >
+benchmarks/results/false_negatives_a.log 2>&1 &`` (likewise b, c), then merged::
+
+    python benchmarks/false_negatives.py --merge benchmarks/results/false_negatives_b.json \
+        benchmarks/results/false_negatives_c.json        # folds b and c into false_negatives.json
+    python benchmarks/false_negatives.py --report-only   # table + figure from the saved results
+    python benchmarks/false_negatives.py --seeds 0 --rates 0.25 --pairs 16 --epochs 1 \
+        --losses infonce,gist --output /tmp/fn.json    # a smoke run
+
+Cost: a MiniLM step at batch 16, query/code 64 tokens, one thread: 1.35 s (InfoNCE) to 2.2 s
+(GIST, its guide's forward) on an idle core, 4-9 s with the machine shared at load 6-12; a run
+(48 steps, 2 validation passes, the 400-query test) 1.5-8 minutes.
 """
 
 from __future__ import annotations

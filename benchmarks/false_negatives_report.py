@@ -68,12 +68,12 @@ def plot(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     specs = sorted({s for rows in summary.values() for s in rows})
     rates = sorted(summary, key=float)
     for k, spec in enumerate(specs):
         pts = [(float(r), summary[r][spec]) for r in rates if spec in summary[r]]
-        xs = [100 * x + 0.15 * (k - len(specs) / 2) for x, _ in pts]  # dodge the error bars
+        xs = [100 * x + 0.3 * (k - len(specs) / 2) for x, _ in pts]  # dodge the error bars
         ax.errorbar(
             xs,
             [row["mrr_mean"] for _, row in pts],
@@ -88,7 +88,7 @@ def plot(summary: dict, path: Path) -> None:
         ylabel="test MRR (clean held-out Ruby)",
         title="Controlled false negatives (mean +/- std over seeds)",
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
