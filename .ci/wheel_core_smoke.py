@@ -49,51 +49,10 @@ for module, extra in (
         raise AssertionError(f"{module} worked without the {extra} extra")
 
 # 3. Two Trainer steps on a tiny random BERT.
-import datasets  # noqa: E402
-import torch  # noqa: E402
-from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
+from tiny_training import train_two_steps  # noqa: E402  (beside this script)
 
-from soft_infonce import (  # noqa: E402
-    BiEncoder,
-    SoftInfoNCETrainer,
-    SoftInfoNCETrainingArguments,
-)
-
-words = "read write sort load parse open a the file json list text def return ( ) : x".split()
 with tempfile.TemporaryDirectory() as tmp:
-    root = Path(tmp)
-    (root / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words]))
-    tokenizer = BertTokenizerFast(str(root / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(words) + 4,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
-    model = BiEncoder(BertModel(config), tokenizer, pooling="mean", normalize=True, scale=20.0)
-    verbs, nouns = words[:6], words[6:11]
-    pairs = [{"query": f"{v} a {n}", "code": f"def {v} ( x ) : return {n}"}
-             for v in verbs for n in nouns][:16]  # fmt: skip
-    args = SoftInfoNCETrainingArguments(
-        output_dir=str(root / "out"),
-        per_device_train_batch_size=8,
-        max_steps=2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-        max_query_length=16,
-        max_code_length=16,
-        estimator="bm25",
-    )
-    trainer = SoftInfoNCETrainer(model, args, train_dataset=datasets.Dataset.from_list(pairs))
-    trainer.train()
-    losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
-    assert len(losses) == 2 and all(math.isfinite(x) for x in losses), losses
+    _, losses = train_two_steps(Path(tmp))
 print(
     f"core wheel OK: README loss {float(namespace['loss']):.4f}; 2 Trainer steps, losses {losses}"
 )

@@ -20,48 +20,17 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import datasets  # noqa: E402
-import torch  # noqa: E402
-from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
+from tiny_training import NOUNS, VERBS, train_two_steps  # noqa: E402  (beside this script)
 
 import soft_infonce  # noqa: E402
-from soft_infonce.integrations.hf.modeling import BiEncoder  # noqa: E402
-from soft_infonce.integrations.hf.trainer import (  # noqa: E402
-    SoftInfoNCETrainer,
-    SoftInfoNCETrainingArguments,
-)
+from soft_infonce import BiEncoder  # noqa: E402
 
 package = Path(soft_infonce.__file__).parent
 assert "site-packages" in str(package), f"not the installed wheel: {package}"
-words = "read write sort load parse open a the file json list text def return ( ) : x".split()
 
 with tempfile.TemporaryDirectory() as tmp:
     root = Path(tmp)
-    (root / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words]))
-    tokenizer = BertTokenizerFast(str(root / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(words) + 4,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
-    model = BiEncoder(BertModel(config), tokenizer, pooling="mean", normalize=True, scale=20.0)
-    verbs, nouns = words[:6], words[6:11]
-    pairs = [{"query": f"{v} a {n}", "code": f"def {v} ( x ) : return {n}"}
-             for v in verbs for n in nouns][:16]  # fmt: skip
-    args = SoftInfoNCETrainingArguments(
-        output_dir=str(root / "out"), per_device_train_batch_size=8, max_steps=2,
-        learning_rate=1e-3, eval_strategy="no", save_strategy="no", logging_steps=1,
-        report_to="none", loss="soft", estimator="bm25", max_query_length=16,
-        max_code_length=16, disable_tqdm=True, use_cpu=True,
-    )  # fmt: skip
-    trainer = SoftInfoNCETrainer(model, args, train_dataset=datasets.Dataset.from_list(pairs))
-    trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    assert trainer.state.global_step == 2 and losses and all(map(math.isfinite, losses)), losses
+    model, losses = train_two_steps(root)
     model.save_pretrained(root / "model")
     assert BiEncoder.from_pretrained(root / "model").embedding_dim == 32
 
@@ -84,7 +53,7 @@ with tempfile.TemporaryDirectory() as tmp:
     assert usage.startswith("usage: soft-infonce train") and "--code_text_file" in usage, usage
     rows = [{"url": f"u{i}", "docstring_tokens": [v, "a", n],
              "code_tokens": ["def", v, "(", "x", ")", ":", "return", n]}
-            for i, (v, n) in enumerate((v, n) for v in verbs for n in nouns)]  # fmt: skip
+            for i, (v, n) in enumerate((v, n) for v in VERBS for n in NOUNS)]  # fmt: skip
     (root / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     run(str(bin_dir / "soft-infonce"), "train", "--model_name_or_path", str(root / "model"),
         "--code_text_file", str(root / "pairs.jsonl"), "--output_dir", str(root / "train"),
