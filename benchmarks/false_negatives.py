@@ -67,7 +67,8 @@ import hard_negatives as hn  # noqa: E402
 import quality  # noqa: E402
 import torch  # noqa: E402
 from false_negatives_report import report, save  # noqa: E402
-from transformers import TrainerCallback, set_seed  # noqa: E402
+from peers import ST_LOSSES, KeepBest, st_columns, train_peer  # noqa: E402
+from transformers import set_seed  # noqa: E402
 
 from soft_infonce.estimators.registry import estimator_entry  # noqa: E402
 from soft_infonce.sampling import GroupBatchSampler, same_group_share  # noqa: E402
@@ -85,7 +86,6 @@ LOSSES = (
     "oracle",
     "zero-shot",
 )
-ST_LOSSES = ("gist", "gist-qc", "mnrl")
 logger = logging.getLogger("false_negatives")
 load_model = quality.load_model  # module attributes: the test swaps in a tiny model
 model_path = quality.model_path
@@ -128,31 +128,6 @@ class RecordingSampler(GroupBatchSampler):
         return self
 
 
-class KeepBestEpoch(TrainerCallback):
-    """Validation MRR after every epoch; keeps the best epoch's weights; times the steps."""
-
-    def __init__(self, model, view, valid, args) -> None:
-        self.model, self.view, self.valid, self.args = model, view, valid, args
-        self.best, self.best_epoch, self.weights, self.curve = -1.0, None, None, []
-        self.step_seconds: list[float] = []
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._t0 = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.step_seconds.append(time.perf_counter() - self._t0)
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        was_training = self.model.training
-        mrr = float((1.0 / quality.ranks_of(self.view(), self.valid, self.args).double()).mean())
-        self.model.train(was_training)
-        epoch = round(float(state.epoch or 0), 3)
-        self.curve.append({"epoch": epoch, "valid_mrr": mrr})
-        if mrr > self.best:
-            self.best, self.best_epoch = mrr, epoch
-            self.weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-
-
 def common_args(seed: int, steps: int, args) -> dict:
     return {
         "output_dir": "/tmp/false_negatives",
@@ -171,8 +146,9 @@ def common_args(seed: int, steps: int, args) -> dict:
     }
 
 
-def train_ours(spec: str, data: dict, sampler, seed: int, args):
-    """infonce, soft:EST or oracle through SoftInfoNCETrainer; (model, info)."""
+def train_ours(spec: str, data: dict, sampler, seed: int, args, every: int | None = None):
+    """infonce, soft:EST or oracle through SoftInfoNCETrainer; (model, keep, info). ``every``:
+    validate every this many steps too (``KeepBest``), not only after each epoch."""
     from datasets import Dataset
 
     from soft_infonce.integrations.hf.trainer import (
@@ -215,7 +191,7 @@ def train_ours(spec: str, data: dict, sampler, seed: int, args):
         **extra,
     )
     loss = build_loss(targs, estimator, scale=model.scale)
-    keep = KeepBestEpoch(model, lambda: model, data["valid"], args)
+    keep = KeepBest(model, lambda: model, data["valid"], args, every=every)
     trainer = SoftInfoNCETrainer(
         model, targs, train_dataset=train, loss=loss, callbacks=[keep], batch_sampler=sampler
     )
@@ -229,48 +205,37 @@ def train_ours(spec: str, data: dict, sampler, seed: int, args):
     return model, keep, info
 
 
-def train_st(spec: str, data: dict, sampler, seed: int, args):
-    """gist or mnrl through sentence-transformers' own trainer, on the same batches."""
-    from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from sentence_transformers.sentence_transformer import losses
-
-    from soft_infonce.integrations.hf.modeling import BiEncoder
-
+def train_st(spec: str, data: dict, sampler, seed: int, args, every: int | None = None):
+    """gist, gist-qc or mnrl through sentence-transformers' own trainer, on the same batches."""
     queries, codes, _ = data["train"]
-    train = Dataset.from_dict({"anchor": queries, "positive": codes})
-    set_seed(seed)
-    st = SentenceTransformer(model_path(), device="cpu")
-    st.max_seq_length = args.max_code_length
-    if spec.startswith("gist"):
-        guide = SentenceTransformer(model_path(), device="cpu")
-        guide.max_seq_length = args.max_code_length
-        plain = spec == "gist-qc"  # query->code negatives only, like InfoNCE and the oracle
-        loss = losses.GISTEmbedLoss(
-            st, guide, temperature=0.05, contrast_anchors=not plain, contrast_positives=not plain
-        )
-    else:
-        loss = losses.MultipleNegativesRankingLoss(st, scale=20.0)
-
-    def view() -> BiEncoder:
-        return BiEncoder(
-            st[0].auto_model, st[0].tokenizer, pooling="mean", normalize=True, scale=20.0
-        )
-
-    st_args = SentenceTransformerTrainingArguments(
-        **common_args(seed, len(sampler) * int(args.epochs), args),
-        batch_sampler=lambda *a, **k: sampler,
+    steps = len(sampler) * int(args.epochs)
+    return (
+        *train_peer(
+            spec,
+            st_columns(queries, codes),
+            data["valid"],
+            seed,
+            args,
+            common_args(seed, steps, args),
+            sampler=sampler,
+            every=every,
+        ),
+        {},
     )
-    keep = KeepBestEpoch(st, view, data["valid"], args)
-    SentenceTransformerTrainer(
-        model=st, args=st_args, train_dataset=train, loss=loss, callbacks=[keep]
-    ).train()
-    st.load_state_dict(keep.weights)
-    return view(), keep, {}
+
+
+def run_fields(keep: KeepBest, sampler: RecordingSampler, started: float) -> dict:
+    """What a results entry records of a run besides its test figures."""
+    return {
+        "seconds": time.time() - started,
+        "best_epoch": keep.best_epoch,
+        "valid_mrr": keep.best,
+        "valid_curve": keep.curve,
+        "steps": len(keep.step_seconds),
+        "step_seconds": sorted(keep.step_seconds)[len(keep.step_seconds) // 2],
+        "batches_seen": sampler.count,
+        "batches_digest": sampler.digest.hexdigest()[:16],
+    }
 
 
 def run_grid(args, results: dict, out: Path) -> None:
@@ -299,7 +264,7 @@ def run_grid(args, results: dict, out: Path) -> None:
                 t0 = time.time()
                 if spec == "zero-shot":  # the untrained encoder: the level training starts from
                     model, info = load_model(), {}
-                    keep = KeepBestEpoch(model, lambda m=model: m, data["valid"], args)
+                    keep = KeepBest(model, lambda m=model: m, data["valid"], args)
                     keep.on_epoch_end(None, types.SimpleNamespace(epoch=0), None)
                     keep.step_seconds = [0.0]
                 else:
@@ -307,17 +272,7 @@ def run_grid(args, results: dict, out: Path) -> None:
                     model, keep, info = train(spec, data, sampler, seed, args)
                 entry = quality.test_entry(model, data["test"], args)
                 shares = [same_group_share(groups, sampler.batches(e)) for e in range(2)]
-                entry |= info | {
-                    "seconds": time.time() - t0,
-                    "best_epoch": keep.best_epoch,
-                    "valid_mrr": keep.best,
-                    "valid_curve": keep.curve,
-                    "steps": len(keep.step_seconds),
-                    "step_seconds": sorted(keep.step_seconds)[len(keep.step_seconds) // 2],
-                    "batches_seen": sampler.count,
-                    "batches_digest": sampler.digest.hexdigest()[:16],
-                    "false_negative_share": shares,
-                }
+                entry |= info | run_fields(keep, sampler, t0) | {"false_negative_share": shares}
                 results["runs"].setdefault(key, {}).setdefault(spec, {})[str(seed)] = entry
                 logger.info(
                     "rate %s seed %d %-14s test MRR %.4f (best epoch %s, %.0f s, %.2f s/step)",
@@ -374,12 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    results = json.loads(out.read_text()) if out.exists() else {}
-    results.setdefault("runs", {})
-    results["settings"] = vars(args) | {
-        "model": "all-MiniLM-L6-v2 (mean, cosine x 20)",
-        "load_average_start": os.getloadavg(),
-    }
+    results = quality.open_results(out, args)
     run_grid(args, results, out)
     save(results, out)
     report(results, out.with_suffix(".png"))

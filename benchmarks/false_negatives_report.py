@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-from quality import paired_test
+from quality import paired_test, save_results
 
 PEERS = ("infonce", "gist")
 
@@ -54,11 +53,7 @@ def summarise(results: dict) -> dict:
 
 
 def save(results: dict, out: Path) -> None:
-    results["summary"] = summarise(results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results))
-    tmp.replace(out)  # never a half-written file
+    save_results(results, out, summarise)
 
 
 def plot(summary: dict, path: Path) -> None:

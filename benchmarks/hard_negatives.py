@@ -14,12 +14,13 @@ std of test MRR over seeds, a paired sign-flip test against InfoNCE **with the s
 and against the best InfoNCE overall. Results go to ``benchmarks/results/hard_negatives.json``
 after every run (an interrupted grid resumes where it stopped), plus a PNG.
 
-Runs (``--runs``): ``infonce``, ``zero-shot``, ``LOSS:ESTIMATOR`` with the trainer's losses and
-estimators ``bm25``, ``simcse``, ``trained`` (the InfoNCE model of the same seed and negatives),
-``pa-bm25`` / ``pa-trained`` (``PositiveAwareEstimator`` over BM25 query-code / the trained
-model, t = 0.1), ``self`` (``SelfGuidedEstimator``), ``ema`` (``EMAEstimator``, decay 0.99),
-and a ``+cal`` suffix: t calibrated on 10 training batches to ``--effective-negatives``
-(``calibrate_temperature``).
+Runs (``--runs``): ``infonce``, ``zero-shot``, the peers ``mnrl`` / ``gist`` / ``gist-qc``
+(``peers.py``: sentence-transformers' own trainer, same rows and negatives), ``LOSS:ESTIMATOR``
+with the trainer's losses and estimators ``bm25``, ``simcse``, ``trained`` (the InfoNCE model of
+the same seed and negatives), ``pa-bm25`` / ``pa-trained`` (``PositiveAwareEstimator`` over BM25
+query-code / the trained model, t = 0.1), ``self`` (``SelfGuidedEstimator``), ``ema``
+(``EMAEstimator``, decay 0.99), and a ``+cal`` suffix: t calibrated on 10 training batches to
+``--effective-negatives`` (``calibrate_temperature``).
 
 The grid measured (2026-11-28/29; two 1-thread grids side by side on the 2 cores, merged):
 
@@ -84,6 +85,8 @@ from hard_negatives_setup import (  # noqa: E402
     text_batches,
     trim,
 )
+from peers import ST_LOSSES, st_columns, train_peer  # noqa: E402
+from quality import save_results  # noqa: E402
 from transformers import set_seed  # noqa: E402
 
 from soft_infonce.codesearch.data.negative_spec import (  # noqa: E402
@@ -206,12 +209,41 @@ def train_one(spec: str, train, valid, seed: int, args, infonce_model):
     return model, info
 
 
+def train_st(spec: str, train, valid, seed: int, args):
+    """A peer (``peers.ST_LOSSES``) through sentence-transformers' trainer on the same rows and
+    negatives (its own shuffle), validated on the same schedule as ``train_one``."""
+    steps_per_epoch = len(train) // args.batch_size
+    negatives = train["negatives"] if "negatives" in train.column_names else None
+    targs = {
+        "output_dir": "/tmp/hard_negatives",
+        "per_device_train_batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "num_train_epochs": args.epochs,
+        "warmup_steps": max(1, int(steps_per_epoch * args.epochs) // 10),
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        "logging_steps": max(1, steps_per_epoch // 4),
+        "report_to": "none",
+        "seed": seed,
+        "disable_tqdm": True,
+        "use_cpu": True,
+    }
+    columns = st_columns(train["query"], train["code"], negatives)
+    every = max(1, steps_per_epoch // args.evals_per_epoch)
+    model, keep = train_peer(spec, columns, valid, seed, args, targs, every=every)
+    info = {
+        "best_epoch": keep.best_epoch,
+        "valid_mrr": keep.best,
+        "valid_curve": keep.curve,
+        "steps": len(keep.step_seconds),
+        "train_pairs": len(train),
+        "step_seconds": float(np.median(keep.step_seconds)) if keep.step_seconds else None,
+    }
+    return model, info
+
+
 def save(results: dict, out: Path) -> None:
-    results["summary"] = summarise(results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results))
-    tmp.replace(out)  # never a half-written file
+    save_results(results, out, summarise)
 
 
 def merge_runs(results: dict, other: dict, name: str) -> None:
@@ -273,6 +305,8 @@ def run_grid(args, results: dict, out: Path) -> None:
                     info: dict = {}
                     if spec == "zero-shot":
                         model = load_model()
+                    elif spec in ST_LOSSES:
+                        model, info = train_st(spec, train_k, valid, seed, args)
                     else:
                         model, info = train_one(spec, train_k, valid, seed, args, infonce_model)
                     if spec == "infonce":
@@ -350,13 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    results = json.loads(out.read_text()) if out.exists() else {}
-    results.setdefault("runs", {})
-    results["settings"] = vars(args) | {
-        "model": "all-MiniLM-L6-v2 (mean, cosine x 20)",
-        "device": f"cpu ({os.cpu_count()} cores)",
-        "load_average_start": os.getloadavg(),
-    }
+    results = quality.open_results(out, args)
     run_grid(args, results, out)
     results["settings"]["load_average_end"] = os.getloadavg()
     save(results, out)

@@ -11,6 +11,7 @@ import time
 
 import quality
 import torch
+from peers import ST_LOSSES
 from transformers import TrainerCallback
 
 from soft_infonce.codesearch.data.negative_spec import POSITIVE_AWARE_MARGIN, HardNegativeSpec
@@ -55,7 +56,7 @@ def parse_runs(text: str) -> list[str]:
     specs = [s.strip() for s in text.split(",") if s.strip()]
     for spec in specs:
         loss, _, est = spec.partition(":")
-        if spec == "zero-shot" or spec == "infonce":
+        if spec in ("zero-shot", "infonce", *ST_LOSSES):
             continue
         base = est.removesuffix("+cal")
         if loss not in LOSSES or loss == "infonce" or base not in ESTIMATORS or est == "self+cal":

@@ -142,6 +142,27 @@ def train_one(spec: str, train, seed: int, args, infonce_model, out: Path) -> Bi
     return model
 
 
+def save_results(results: dict, out: Path, summarise) -> None:
+    """``results`` with ``summarise(results)`` as its summary, written atomically to ``out``."""
+    results["summary"] = summarise(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results))
+    tmp.replace(out)  # never a half-written file
+
+
+def open_results(out: Path, args) -> dict:
+    """The results of an earlier run of this grid (resumed), with this run's settings."""
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results.setdefault("runs", {})
+    results["settings"] = vars(args) | {
+        "model": "all-MiniLM-L6-v2 (mean, cosine x 20)",
+        "device": f"cpu ({os.cpu_count()} cores)",
+        "load_average_start": os.getloadavg(),
+    }
+    return results
+
+
 def paired_test(a: np.ndarray, b: np.ndarray, rounds: int = 10000, seed: int = 0) -> float:
     """Two-sided sign-flip permutation p-value for mean(a - b) = 0 over paired queries."""
     d = a - b

@@ -10,13 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 datasets = pytest.importorskip("datasets")
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("matplotlib")
-from helpers.tiny_vocab import bert_vocab  # noqa: E402
-from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
+from helpers.tiny_vocab import NOUNS, VERBS, save_verb_noun_bert, verb_noun_pair  # noqa: E402
 
 from soft_infonce.clustering import token_jaccard  # noqa: E402
 from soft_infonce.integrations.hf.modeling import BiEncoder  # noqa: E402
@@ -26,31 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 fn = importlib.import_module("false_negatives")
 FD = importlib.import_module("false_negatives_data")
 
-VERBS = "read write sort parse open close load save".split()
-NOUNS = "file list json string number line table key".split()
-
-
-def pair(verb: str, noun: str) -> tuple[str, str]:
-    return f"{verb} the {noun} now", f"def {verb}_{noun} ( x ) : return x"
+pair = verb_noun_pair
 
 
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch, one_thread):
-    words = [f"{v}_{n}" for v in VERBS for n in NOUNS]
-    vocab = bert_vocab(*VERBS, *NOUNS, *words, "now", "the")
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
-    path = tmp_path / "tiny"
-    BertModel(config).save_pretrained(path)
-    BertTokenizerFast(str(tmp_path / "vocab.txt")).save_pretrained(path)
+    path = save_verb_noun_bert(tmp_path / "tiny")
     model = BiEncoder.from_pretrained(str(path), pooling="mean", normalize=True, scale=20.0)
     monkeypatch.setattr(fn, "load_model", lambda: copy.deepcopy(model))
     monkeypatch.setattr(fn, "model_path", lambda: str(path))

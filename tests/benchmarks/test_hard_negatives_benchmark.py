@@ -10,12 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 datasets = pytest.importorskip("datasets")
 pytest.importorskip("matplotlib")
-from helpers.tiny_vocab import bert_vocab  # noqa: E402
-from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
+from helpers.tiny_vocab import save_tiny_bert  # noqa: E402
 
 from soft_infonce.codesearch.data.negative_spec import HardNegativeSpec  # noqa: E402
 from soft_infonce.integrations.hf.modeling import BiEncoder  # noqa: E402
@@ -42,27 +40,10 @@ def make_pairs(n: int, seed: int) -> datasets.Dataset:
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch, one_thread):
     words = [f"{v}_{n}" for v in VERBS for n in NOUNS]
-    vocab = bert_vocab(*VERBS, *NOUNS, *words)
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab))
-    torch.manual_seed(0)
-    encoder = BertModel(
-        BertConfig(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=37,
-            max_position_embeddings=64,
-        )
-    )
-    model = BiEncoder(
-        encoder,
-        BertTokenizerFast(str(tmp_path / "vocab.txt")),
-        pooling="mean",
-        normalize=True,
-        scale=20.0,
-    )
+    path = save_tiny_bert(tmp_path / "tiny", *VERBS, *NOUNS, *words)
+    model = BiEncoder.from_pretrained(str(path), pooling="mean", normalize=True, scale=20.0)
     monkeypatch.setattr(hn, "load_model", lambda: copy.deepcopy(model))
+    monkeypatch.setattr(hn.quality, "model_path", lambda: str(path))  # the peers' model
     test_pairs = [pair(v, n) for v in VERBS for n in NOUNS[:3]]
     test = RetrievalSet(
         [p["query"] for p in test_pairs],
@@ -121,6 +102,25 @@ def test_grid_writes_pairs_by_negatives_resumes_and_reports(tiny, capsys):
     printed = capsys.readouterr().out
     assert "bm25:1" in printed and "soft:bm25" in printed
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_peers_train_on_the_same_rows_and_negatives(tiny):
+    pytest.importorskip("sentence_transformers")
+    out = tiny / "peers.json"
+    argv = ["--experiments", "ruby", "--negatives", "none,bm25:1", "--seeds", "0"]
+    argv += ["--epochs", "1", "--evals-per-epoch", "2", "--batch-size", "4", "--threads", "1"]
+    argv += ["--runs", "infonce,mnrl,gist", "--output", str(out)]
+    hn.main(argv)
+    results = json.loads(out.read_text())
+    for neg in ("none", "bm25:1"):
+        for spec in ("mnrl", "gist"):
+            entry = results["runs"]["ruby"][neg][spec]["0"]
+            assert entry["steps"] == 4 and entry["train_pairs"] == 16  # 16 rows / 4 per batch
+            assert [e["epoch"] for e in entry["valid_curve"]] == [0.5, 1.0]
+            assert entry["valid_mrr"] == max(e["valid_mrr"] for e in entry["valid_curve"])
+            assert len(entry["rr"]) == 24
+            row = results["summary"]["ruby"][neg][spec]
+            assert 0 <= row["p_value"] <= 1 and "delta_vs_infonce" in row
 
 
 def test_bad_settings_are_refused_before_any_work():
