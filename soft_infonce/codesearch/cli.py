@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _index(args: argparse.Namespace) -> int:
     from soft_infonce.codesearch.search import CodeIndex
     from soft_infonce.codesearch.search._faiss import import_faiss
-    from soft_infonce.codesearch.search.hybrid import write_texts
+    from soft_infonce.codesearch.search.hybrid import TEXTS_FILE, texts_jsonl
     from soft_infonce.codesearch.search.storage import check_destination
 
     import_faiss()  # the search extra, before the model loads
@@ -161,8 +161,7 @@ def _index(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
     )  # fmt: skip
     added = index.add_paths(args.paths, languages=languages, skip_tests=not args.include_tests)
-    out = index.save(args.out)
-    write_texts(index, out)  # for search --hybrid
+    out = index.save(args.out, extras={TEXTS_FILE: texts_jsonl(index)})  # texts: for --hybrid
     skipped = f"; skipped {index.skipped.total} files: {index.skipped.summary()}"
     print(f"Indexed {added} functions into {out}" + (skipped if index.skipped.total else ""))
     return 0

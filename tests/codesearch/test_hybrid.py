@@ -3,6 +3,7 @@ index, the texts file beside a saved index, and ``soft-infonce search --hybrid``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -22,7 +23,9 @@ from soft_infonce.codesearch.search.hybrid import (  # noqa: E402
     HybridSearcher,
     reciprocal_rank_fusion,
     source_texts,
+    texts_jsonl,
 )
+from soft_infonce.codesearch.search.manifest import manifest_digest  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -142,16 +145,54 @@ def test_index_writes_the_texts_and_search_hybrid_uses_them(built, capsys) -> No
     assert [h["name"] for h in hits] == expected
 
 
-def test_a_texts_file_from_another_build_is_refused(built, tmp_path, capsys) -> None:
-    copy = tmp_path / "index"
-    copy.mkdir()
-    for file in built["index"].iterdir():
-        (copy / file.name).write_bytes(file.read_bytes())
+def _copy(folder: Path, to: Path) -> Path:
+    to.mkdir()
+    for file in folder.iterdir():
+        (to / file.name).write_bytes(file.read_bytes())
+    return to
+
+
+def test_the_texts_are_saved_with_the_index_and_checked_by_sha256(built, tmp_path, capsys):
+    config = json.loads((built["index"] / "search_index.json").read_text())
+    data = (built["index"] / TEXTS_FILE).read_bytes()
+    recorded = config["files"][TEXTS_FILE]
+    assert recorded == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    copy = _copy(built["index"], tmp_path / "index")
+    lines = (copy / TEXTS_FILE).read_text().splitlines()
+    entry = json.loads(lines[0])
+    stale = entry | {"text": entry["text"][::-1]}  # same entry and size, another source
+    (copy / TEXTS_FILE).write_text("\n".join([json.dumps(stale), *lines[1:]]) + "\n")
+    assert main(["search", str(copy), "write", "json", "--hybrid"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's progress bar
+    assert last.startswith("soft-infonce search: error: ")
+    assert f"{TEXTS_FILE} does not match the sha256" in last
+
+
+def test_an_unlisted_texts_file_from_another_build_is_refused(built, tmp_path, capsys) -> None:
+    copy = _copy(built["index"], tmp_path / "index")  # as if copied in by hand: not in the manifest
+    config = json.loads((copy / "search_index.json").read_text())
+    del config["files"][TEXTS_FILE]
+    config["sha256"] = manifest_digest(config)
+    (copy / "search_index.json").write_text(json.dumps(config))
     lines = (copy / TEXTS_FILE).read_text().splitlines()
     (copy / TEXTS_FILE).write_text("\n".join([lines[1], lines[0], *lines[2:]]) + "\n")
     assert main(["search", str(copy), "write", "json", "--hybrid"]) == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's progress bar
+    last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("soft-infonce search: error: ") and f"{TEXTS_FILE}:1 does not" in last
+
+
+def test_saving_again_replaces_the_texts_as_one_unit(built, tmp_path) -> None:
+    index = CodeIndex.load(built["index"])
+    out = index.save(tmp_path / "index", extras={TEXTS_FILE: texts_jsonl(index)})
+    assert (out / TEXTS_FILE).read_text() == (built["index"] / TEXTS_FILE).read_text()
+    index.save(out)  # a build without texts leaves none of the old build's behind
+    assert not (out / TEXTS_FILE).exists()
+    assert [h.name for h in HybridSearcher.load(out).search("write json", k=2)]  # from sources
+    for name in ("index.faiss", "search_index.json", "../x", ".hidden", "sub/x"):
+        with pytest.raises(ValueError, match="extras"):
+            index.save(out, extras={name: "x"})
+    with pytest.raises(ValueError, match="must be the file's text"):
+        index.save(out, extras={"notes.txt": b"x"})  # type: ignore[dict-item]
 
 
 def test_index_without_faiss_fails_before_loading_the_model(built, tmp_path, capsys, monkeypatch):

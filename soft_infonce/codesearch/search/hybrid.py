@@ -9,9 +9,10 @@ of either ranking comes out near the top, and one near the top of both comes fir
 scores of the two retrievers are never compared, only their ranks.
 
 BM25 needs the functions' text, which a saved index does not keep: ``soft-infonce index``
-writes it beside the index (:data:`TEXTS_FILE`, one JSON object per entry with its path,
-line and name, checked against the index on load); an index without that file reads the
-text back from the source files it names.
+saves it with the index, in the same atomic step (:data:`TEXTS_FILE`, one JSON object per
+entry with its path, line and name; its sha256 in the manifest, and every line checked
+against its entry on load); an index without that file reads the text back from the source
+files it names.
 """
 
 from __future__ import annotations
@@ -28,8 +29,15 @@ import numpy as np
 
 from soft_infonce.bm25 import BM25
 from soft_infonce.codesearch.search.index import CodeIndex, SearchHit
+from soft_infonce.codesearch.search.storage import verify_extra
 
-__all__ = ["TEXTS_FILE", "HybridSearcher", "reciprocal_rank_fusion", "source_texts"]
+__all__ = [
+    "TEXTS_FILE",
+    "HybridSearcher",
+    "reciprocal_rank_fusion",
+    "source_texts",
+    "texts_jsonl",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -109,24 +117,22 @@ def source_texts(records: Sequence[dict[str, Any]]) -> list[str]:
     return texts
 
 
-def write_texts(index: CodeIndex, directory: str | os.PathLike[str]) -> Path:
-    """Write :data:`TEXTS_FILE` for a saved index from its entries' source (see the module)."""
-    file = Path(directory) / TEXTS_FILE
-    tmp = file.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for record, text in zip(index.records, source_texts(index.records)):
-            entry = {key: record.get(key) for key in _KEYS} | {"text": text}
-            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-    os.replace(tmp, file)
-    return file
+def texts_jsonl(index: CodeIndex) -> str:
+    """The content of :data:`TEXTS_FILE` for ``index``, from its entries' source (see the
+    module): ``index.save(folder, extras={TEXTS_FILE: texts_jsonl(index)})``."""
+    return "".join(
+        json.dumps({key: record.get(key) for key in _KEYS} | {"text": text}, ensure_ascii=False)
+        + "\n"
+        for record, text in zip(index.records, source_texts(index.records))
+    )
 
 
 def read_texts(index: CodeIndex, directory: str | os.PathLike[str]) -> list[str]:
-    """The entries' texts from :data:`TEXTS_FILE`, checked entry by entry against the index;
-    from the source files when the folder has no such file."""
-    file = Path(directory) / TEXTS_FILE
-    if not file.is_file():
-        logger.warning("%s has no %s: reading the functions from their files", directory, file.name)
+    """The entries' texts from :data:`TEXTS_FILE`, checked against the manifest's sha256 and
+    entry by entry against the index; from the source files when the folder has no such file."""
+    file = verify_extra(directory, TEXTS_FILE)  # its sha256, where the manifest records one
+    if file is None:
+        logger.warning("%s has no %s: reading the functions from the files", directory, TEXTS_FILE)
         return source_texts(index.records)
     texts = []
     with open(file, encoding="utf-8") as handle:

@@ -306,12 +306,16 @@ class CodeIndex:
         return self.search_many([query], k)[0]
 
     # ------------------------------------------------------------------ files
-    def save(self, directory: str | os.PathLike[str]) -> Path:
+    def save(
+        self, directory: str | os.PathLike[str], *, extras: dict[str, str] | None = None
+    ) -> Path:
         """Write ``index.faiss``, ``metadata.jsonl`` and ``search_index.json`` (no pickle).
 
         The folder is written beside ``directory`` and renamed into place, so a reader (or a
         save killed half way) sees the old index or the new one, never a mix; the manifest
-        records each part's sha256 and the model's embeddings of a probe text.
+        records each part's sha256 and the model's embeddings of a probe text. ``extras``
+        (file name -> text) are written into the same folder in the same step, their sha256
+        in the manifest too (``soft-infonce index`` adds the hybrid search's ``texts.jsonl``).
 
         Raises:
             IndexFolderError: ``directory`` is a file, or a folder holding something other
@@ -322,7 +326,7 @@ class CodeIndex:
         """
         from soft_infonce.codesearch.search.storage import save_index
 
-        return save_index(self, directory)
+        return save_index(self, directory, extras)
 
     @classmethod
     def load(

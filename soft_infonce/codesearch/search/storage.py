@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from soft_infonce.codesearch.search.manifest import (
 # A CodeIndex (typed ``Any`` here: index.py imports this module, so this one must not import it).
 CodeIndex = Any
 
-__all__ = ["check_destination", "load_index", "save_index"]
+__all__ = ["check_destination", "index_folder", "load_index", "save_index", "verify_extra"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +87,25 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _write_parts(index: CodeIndex, folder: Path) -> None:
+def _check_extras(extras: Mapping[str, str]) -> None:
+    core = (INDEX_FILE, METADATA_FILE, CONFIG_FILE)
+    for name, text in extras.items():
+        if not isinstance(name, str) or Path(name).name != name or name in core or name[:1] == ".":
+            raise ValueError(
+                f"extras: {name!r} must be a plain file name other than {core} (no folders, "
+                "not hidden)"
+            )
+        if not isinstance(text, str):
+            raise ValueError(f"extras[{name!r}] must be the file's text, got {type(text).__name__}")
+
+
+def _write_parts(index: CodeIndex, folder: Path, extras: Mapping[str, str]) -> None:
     folder.mkdir(parents=True)
     import_faiss().write_index(index._index, str(folder / INDEX_FILE))
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in index.records)
     _write_text(folder / METADATA_FILE, lines)
+    for name, text in extras.items():
+        _write_text(folder / name, text)
     config = {
         "format_version": FORMAT_VERSION, "count": len(index), "dim": index.dim,
         "index_type": index.index_type, "hnsw_m": index.hnsw_m,
@@ -100,17 +115,23 @@ def _write_parts(index: CodeIndex, folder: Path) -> None:
         "model_kind": index.encoder.kind if index.encoder is not None else None,
         "model_probe": index.model_probe,
         "skipped": dict(index.skipped.counts),
-        "files": {name: file_digest(folder / name) for name in (INDEX_FILE, METADATA_FILE)},
+        "files": {
+            name: file_digest(folder / name) for name in (INDEX_FILE, METADATA_FILE, *extras)
+        },
     }  # fmt: skip
     config["sha256"] = manifest_digest(config)
     _write_text(folder / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     _fsync_folder(folder)
 
 
-def save_index(index: CodeIndex, directory: str | os.PathLike[str]) -> Path:
+def save_index(
+    index: CodeIndex, directory: str | os.PathLike[str], extras: Mapping[str, str] | None = None
+) -> Path:
     """Write ``index`` to ``directory`` as one unit; see :meth:`CodeIndex.save`."""
     if index._index is None:
         raise ValueError("the index is empty: nothing to save")
+    extras = dict(extras or {})
+    _check_extras(extras)
     folder = check_destination(directory)
     if index.model_probe is None and index.encoder is not None and not index.model_mismatch:
         index.model_probe = index.encoder.probe_record(index.max_length)
@@ -118,7 +139,7 @@ def save_index(index: CodeIndex, directory: str | os.PathLike[str]) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     if writing.exists():  # left by a writer that was killed
         shutil.rmtree(writing)
-    _write_parts(index, writing)
+    _write_parts(index, writing, extras)
     if folder.exists():
         if previous.exists():  # a stale copy: the target is whole
             shutil.rmtree(previous)
@@ -130,7 +151,20 @@ def save_index(index: CodeIndex, directory: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def _locate(directory: str | os.PathLike[str]) -> Path:
+def verify_extra(directory: str | os.PathLike[str], name: str) -> Path | None:
+    """The file ``name`` a save wrote beside the index (``extras``), checked against the sha256
+    its manifest records; ``None`` when the folder has no such file. A file the manifest does
+    not list (copied in by hand, or from an older build) is returned unchecked."""
+    folder = index_folder(directory)
+    config = check_manifest(folder)
+    if name in config.get("files", {}):
+        verify_part(folder, name, config)
+    return folder / name if (folder / name).is_file() else None
+
+
+def index_folder(directory: str | os.PathLike[str]) -> Path:
+    """The folder a load reads: ``directory``, or the index it replaced when a save was
+    interrupted between its two renames."""
     folder = Path(directory)
     _, previous = _siblings(folder)
     if not folder.exists() and (previous / CONFIG_FILE).is_file():
@@ -192,7 +226,7 @@ def load_index(
     allow_other_model: bool = False,
 ) -> CodeIndex:
     """Read an index folder; see :meth:`CodeIndex.load`."""
-    folder = _locate(directory)
+    folder = index_folder(directory)
     config = check_manifest(folder)
     records = read_metadata(folder)
     verify_part(folder, METADATA_FILE, config)
