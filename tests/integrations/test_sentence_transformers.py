@@ -104,7 +104,8 @@ def loss_and_grads(loss_fn, model, features):
 
 
 def assert_same(a, b, atol=1e-6, rtol=0.0):
-    assert abs(a[0].item() - b[0].item()) <= atol, (a[0].item(), b[0].item())
+    """Equal losses and gradients up to ``atol + rtol * |b|`` (float32 rounding)."""
+    assert abs(a[0].item() - b[0].item()) <= atol + rtol * abs(b[0].item()), (a[0], b[0])
     assert a[1].keys() == b[1].keys() and a[1]
     for name in a[1]:
         difference = (a[1][name] - b[1][name]).abs().max().item()
@@ -454,7 +455,9 @@ def test_matryoshka_wraps_both_losses(tiny_path, cached):
     matryoshka = loss_and_grads(
         MatryoshkaLoss(model, inner, [32, 16], [1.0, 0.0]), model, batch_features(model)
     )
-    assert_same(matryoshka, full, atol=1e-6, rtol=1e-4)  # the 16-d term has weight 0
+    # the 16-d term has weight 0; float32: the wrapped path rounds differently (the losses
+    # differed by 10 ulps with sentence-transformers 6.3.0)
+    assert_same(matryoshka, full, atol=1e-6, rtol=1e-5)
     assert estimator.calls[-1][0] == [r[0] for r in ROWS]
 
 
