@@ -30,13 +30,18 @@ per-query reciprocal ranks (seed-averaged) against InfoNCE and GIST, and cluster
 loss. Results: ``benchmarks/results/real_duplicates_<sampling>.json`` after every run (a rerun
 skips finished runs); ``--report FILES`` merges them into ``real_duplicates.json`` + ``.png``.
 
-The grid as run (2026-12-07), two one-thread processes side by side::
+The grid as run (2026-12-07, 2 h of the two cores; a step took 3.5 s for InfoNCE, 4.3-4.6 s for
+``soft:pa-guide`` and 6-10 s for GIST, and a run 7-15 minutes, 3-5 of them for the tests)::
 
-    nohup python benchmarks/real_duplicates.py --sampling random > \
+    L=infonce,soft:pa-guide,gist,soft:bm25
+    nohup python benchmarks/real_duplicates.py --sampling random --losses $L > \
         benchmarks/results/real_duplicates_random.log 2>&1 &
-    nohup python benchmarks/real_duplicates.py --sampling clustered > \
+    nohup python benchmarks/real_duplicates.py --sampling clustered --losses $L > \
         benchmarks/results/real_duplicates_clustered.log 2>&1 &
-    python benchmarks/real_duplicates.py --report benchmarks/results/real_duplicates_*.json
+    python benchmarks/real_duplicates.py --losses zero-shot --seeds 0 \
+        --output benchmarks/results/real_duplicates_zeroshot.json  # its own file: one writer each
+    python benchmarks/real_duplicates.py --report benchmarks/results/real_duplicates_{random,\
+clustered,zeroshot}.json
     python benchmarks/real_duplicates.py --pairs 64 --valid-pairs 32 --epochs 1 --seeds 0 \
         --losses infonce,gist --tests ruby --output /tmp/rd.json      # a smoke run
 """
@@ -236,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
         merged: dict = {"runs": {}, "parts": {}}
         for name in args.report:
             part = json.loads(Path(name).read_text())
-            merged["runs"].update(part["runs"])
+            for sampling, by_loss in part["runs"].items():  # zero-shot may come in its own file
+                merged["runs"].setdefault(sampling, {}).update(by_loss)
             merged["parts"][Path(name).name] = {"settings": part["settings"], "data": part["data"]}
         out = ROOT / "benchmarks/results/real_duplicates.json"
         save(merged, out)
