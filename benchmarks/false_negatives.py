@@ -114,18 +114,23 @@ def load_data(args) -> dict:
     return {"train": (queries, codes, groups), "valid": valid, "test": test}
 
 
-class RecordingSampler(GroupBatchSampler):
-    """A GroupBatchSampler that hashes the batches it yields (every loss must see the same)."""
+class Recording:
+    """Mixin for a batch sampler: hashes and counts the batches it yields (every loss of a run
+    must see the same); ``start()`` resets both."""
 
     def __iter__(self):
-        for batch in super().__iter__():
+        for batch in super().__iter__():  # type: ignore[misc]
             self.digest.update(json.dumps(batch).encode())
             self.count += 1
             yield batch
 
-    def start(self) -> RecordingSampler:
+    def start(self):
         self.digest, self.count, self.epoch = hashlib.sha256(), 0, 0
         return self
+
+
+class RecordingSampler(Recording, GroupBatchSampler):
+    """A GroupBatchSampler that hashes the batches it yields."""
 
 
 def common_args(seed: int, steps: int, args) -> dict:

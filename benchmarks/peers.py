@@ -59,13 +59,24 @@ def st_columns(queries, codes, negatives=None) -> dict[str, list[str]]:
     return columns
 
 
-def train_peer(spec: str, columns: dict, valid, seed: int, args, training_args: dict, **kw):
+def train_peer(
+    spec: str,
+    columns: dict,
+    valid,
+    seed: int,
+    args,
+    training_args: dict,
+    *,
+    sampler=None,
+    every: int | None = None,
+):
     """Train ``spec`` (one of ``ST_LOSSES``) with ``SentenceTransformerTrainer``.
 
     Args:
         columns: ``st_columns(...)``; valid: the RetrievalSet that picks the checkpoint;
         training_args: ``SentenceTransformerTrainingArguments`` keywords;
-        kw: ``sampler`` (a batch sampler every run shares) and ``every`` (``KeepBest``).
+        sampler: a batch sampler every run shares (None: sentence-transformers' own shuffle);
+        every: validate every this many steps too (``KeepBest``).
 
     Returns:
         (a BiEncoder view of the best weights, the ``KeepBest`` callback).
@@ -100,10 +111,9 @@ def train_peer(spec: str, columns: dict, valid, seed: int, args, training_args: 
             st[0].auto_model, st[0].tokenizer, pooling="mean", normalize=True, scale=20.0
         )
 
-    sampler = kw.get("sampler")
     if sampler is not None:
         training_args = training_args | {"batch_sampler": lambda *a, **k: sampler}
-    keep = KeepBest(st, view, valid, args, every=kw.get("every"))
+    keep = KeepBest(st, view, valid, args, every=every)
     SentenceTransformerTrainer(
         model=st,
         args=SentenceTransformerTrainingArguments(**training_args),

@@ -108,15 +108,10 @@ def corpus_paths() -> list[str]:
 
 
 def duplicate_groups(queries: list[str], codes: list[str], threshold: float = 0.5) -> list[int]:
-    """Connected components of docstring-or-code token Jaccard >= ``threshold``."""
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
+    """Near-duplicate groups, as ``soft-infonce inspect`` forms them."""
+    from soft_infonce.codesearch.data.report import near_duplicate_groups
 
-    from soft_infonce.codesearch.data.report import near_duplicate_links
-
-    links = near_duplicate_links(queries, threshold) + near_duplicate_links(codes, threshold)
-    _, labels = connected_components(sp.csr_matrix(links), directed=False)
-    return labels.tolist()
+    return near_duplicate_groups(queries, codes, threshold).tolist()
 
 
 def load_data(args) -> dict:
@@ -151,16 +146,8 @@ def load_data(args) -> dict:
     }
 
 
-class RecordingSampler(ClusteredBatchSampler):
+class RecordingSampler(fn.Recording, ClusteredBatchSampler):
     """Random (all labels 0) or clustered batches that hash what they yield."""
-
-    def __iter__(self):
-        for batch in super().__iter__():
-            self.digest.update(json.dumps(batch).encode())
-            self.count += 1
-            yield batch
-
-    start = fn.RecordingSampler.start
 
 
 def make_sampler(kind: str, queries: list[str], seed: int, args) -> RecordingSampler:

@@ -39,6 +39,7 @@ from soft_infonce.sampling import ClusteredBatchSampler, topic_labels
 __all__ = [
     "PairsReport",
     "inspect_pairs",
+    "near_duplicate_groups",
     "near_duplicate_links",
     "read_pairs",
     "verdict",
@@ -136,6 +137,24 @@ def near_duplicate_links(
     n = len(texts)
     r, c = np.concatenate(rows), np.concatenate(cols)
     return sp.coo_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
+
+
+def _near_duplicate_graph(
+    queries: Sequence[str], codes: Sequence[str], threshold: float
+) -> sp.csr_matrix:
+    """Symmetric 0/1 matrix: pairs whose docstrings or codes have token Jaccard >= threshold."""
+    links = near_duplicate_links(queries, threshold) + near_duplicate_links(codes, threshold)
+    linked = (links + links.T).tocsr()
+    linked.data[:] = 1
+    return linked
+
+
+def near_duplicate_groups(
+    queries: Sequence[str], codes: Sequence[str], threshold: float
+) -> np.ndarray:
+    """Group id of every pair: pairs whose docstrings or codes have token Jaccard >=
+    ``threshold`` are joined, then connected components (a chain of copies is one group)."""
+    return connected_components(_near_duplicate_graph(queries, codes, threshold), directed=False)[1]
 
 
 def _estimator(
@@ -248,9 +267,7 @@ def inspect_pairs(
     check_number("threshold", threshold, low=0, high=1, low_open=True)
     check_number("min_weight", min_weight, low=0, high=1, low_open=True)
     est, name = _estimator(estimator, estimator_model)
-    links = near_duplicate_links(queries, threshold) + near_duplicate_links(codes, threshold)
-    linked = (links + links.T).tocsr()
-    linked.data[:] = 1
+    linked = _near_duplicate_graph(queries, codes, threshold)
     _, component = connected_components(linked, directed=False)
     sizes = np.bincount(component)
     grouped = np.flatnonzero(sizes >= 2)
